@@ -1,0 +1,47 @@
+"""rowvault: backup and restore for the data of an application's SQL database.
+
+    import rowvault
+    rowvault.backup("app.db", "backup.json.gz")
+    result = rowvault.restore("postgresql://localhost/app", "backup.json.gz")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .backup import backup  # noqa: E402
+from .errors import (  # noqa: E402
+    BackupAborted,
+    BackupFileError,
+    ConfirmationRequired,
+    DatabaseError,
+    OptionError,
+    RestoreAborted,
+    RowvaultError,
+    ValidationError,
+)
+from .options import BackupOptions, RestoreOptions  # noqa: E402
+from .progress import Progress  # noqa: E402
+from .restore import restore, validate  # noqa: E402
+from .results import BackupResult, RestoreResult, TableResult  # noqa: E402
+
+__all__ = [
+    "BackupAborted",
+    "BackupFileError",
+    "BackupOptions",
+    "BackupResult",
+    "ConfirmationRequired",
+    "DatabaseError",
+    "OptionError",
+    "Progress",
+    "RestoreAborted",
+    "RestoreOptions",
+    "RestoreResult",
+    "RowvaultError",
+    "TableResult",
+    "ValidationError",
+    "__version__",
+    "backup",
+    "restore",
+    "validate",
+]

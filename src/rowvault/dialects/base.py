@@ -1,0 +1,282 @@
+"""What every engine's bulk path provides, and the shared `executemany` implementation.
+
+rowvault writes through the DBAPI driver, not SQLAlchemy's per-row processing: statements are
+built with SQLAlchemy Core, compiled once per table with a positional paramstyle, and run with
+`executemany` on the raw connection in autocommit mode with explicit transaction statements
+(so a batch is exactly one transaction, and a dry run is one rolled-back transaction with a
+savepoint per batch).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..codec import Kind
+
+Row = tuple[Any, ...]
+Mode = str  # "upsert" | "insert" | "skip" | "replace"
+
+
+@dataclass
+class Outcome:
+    """What one successful batch did."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass
+class Target:
+    """One table as the bulk path writes it: which columns, in which order, keyed how."""
+
+    table: sa.Table
+    columns: list[str]
+    kinds: list[Kind]
+    key: list[str]
+    held_back: frozenset[str] = frozenset()
+    """Foreign-key columns filled in after the load (cycles): an upsert leaves them alone."""
+    statements: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def key_index(self) -> list[int]:
+        return [self.columns.index(k) for k in self.key]
+
+    @property
+    def updatable(self) -> list[str]:
+        return [c for c in self.columns if c not in self.key and c not in self.held_back]
+
+
+class Dialect:
+    """Base class; one subclass per engine family."""
+
+    name: ClassVar[str]
+    paramstyle: ClassVar[str] = "format"
+    begin_sql: ClassVar[str] = "BEGIN"
+    max_params: ClassVar[int] = 30000
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sa_dialect = engine.dialect
+        positional = copy.copy(engine.dialect)
+        positional.paramstyle = self.paramstyle
+        positional.positional = True
+        self._positional = positional
+        self.quote = engine.dialect.identifier_preparer.quote
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def connect(self) -> Any:
+        """A raw DBAPI connection in autocommit mode, set up for bulk work."""
+        pooled = self.engine.raw_connection()
+        conn = pooled.driver_connection
+        self._pooled = pooled
+        self.prepare(conn)
+        return conn
+
+    def release(self, conn: Any) -> None:
+        """Close the connection: its session settings must not leak into the app's pool."""
+        pooled = getattr(self, "_pooled", None)
+        if pooled is not None:
+            pooled.invalidate()
+            self._pooled = None
+
+    def prepare(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cur = conn.cursor()
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        return cur
+
+    def begin(self, conn: Any) -> None:
+        self.execute(conn, self.begin_sql)
+
+    def commit(self, conn: Any) -> None:
+        self.execute(conn, "COMMIT")
+
+    def rollback(self, conn: Any) -> None:
+        self.execute(conn, "ROLLBACK")
+
+    def savepoint(self, conn: Any, name: str) -> None:
+        self.execute(conn, f"SAVEPOINT {name}")
+
+    def release_savepoint(self, conn: Any, name: str) -> None:
+        self.execute(conn, f"RELEASE SAVEPOINT {name}")
+
+    def rollback_savepoint(self, conn: Any, name: str) -> None:
+        self.execute(conn, f"ROLLBACK TO SAVEPOINT {name}")
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def is_record_error(self, exc: BaseException) -> bool:
+        """True when the database refused the data (constraint, type), not the connection."""
+        raise NotImplementedError
+
+    def error_message(self, exc: BaseException) -> str:
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+
+    # -- statements ------------------------------------------------------------------------
+
+    def compile(self, stmt: Any) -> tuple[str, list[str]]:
+        compiled = stmt.compile(dialect=self._positional)
+        return compiled.string, list(compiled.positiontup or [])
+
+    def qualified(self, table: sa.Table) -> str:
+        return self.quote(table.name)
+
+    def insert_sql(self, target: Target) -> str:
+        if "insert" not in target.statements:
+            stmt = sa.insert(target.table).values(
+                {c: sa.bindparam(f"p_{i}") for i, c in enumerate(target.columns)}
+            )
+            sql, order = self.compile(stmt)
+            assert order == [f"p_{i}" for i in range(len(target.columns))], order
+            target.statements["insert"] = sql
+        return str(target.statements["insert"])
+
+    def upsert_sql(self, target: Target) -> str:
+        raise NotImplementedError
+
+    def count_existing(self, conn: Any, target: Target, rows: Sequence[Row]) -> int:
+        """How many of the batch's keys are already in the table."""
+        if not rows:
+            return 0
+        idx = target.key_index
+        keys = {tuple(r[i] for i in idx) for r in rows}
+        mark = "?" if self.paramstyle == "qmark" else "%s"
+        cols = ", ".join(self.quote(k) for k in target.key)
+        one = f"({', '.join([mark] * len(idx))})" if len(idx) > 1 else mark
+        lhs = f"({cols})" if len(idx) > 1 else cols
+        found = 0
+        key_list = list(keys)
+        step = max(1, self.max_params // len(idx))
+        for start in range(0, len(key_list), step):
+            chunk = key_list[start : start + step]
+            sql = (
+                f"SELECT count(*) FROM {self.qualified(target.table)} "
+                f"WHERE {lhs} IN ({', '.join([one] * len(chunk))})"
+            )
+            params = [v for key in chunk for v in key]
+            found += int(self.execute(conn, sql, params).fetchone()[0])
+        return found
+
+    def insert_missing_sql(self, target: Target) -> tuple[str, list[int]]:
+        """For tables without a key: insert a row unless an identical one exists."""
+        if "insert_missing" not in target.statements:
+            table = target.table
+            values = [sa.bindparam(f"v_{i}", type_=table.c[c].type) for i, c in enumerate(target.columns)]
+            same = [
+                self.comparable(table.c[c], kind).is_not_distinct_from(
+                    self.comparable(sa.bindparam(f"w_{i}", type_=table.c[c].type), kind)
+                )
+                for i, (c, kind) in enumerate(zip(target.columns, target.kinds, strict=True))
+            ]
+            exists = sa.exists().where(sa.and_(*same))
+            stmt = sa.insert(table).from_select(
+                target.columns, sa.select(*values).where(~exists)
+            )
+            sql, order = self.compile(stmt)
+            positions = [int(name.split("_")[1]) for name in order]
+            target.statements["insert_missing"] = (sql, positions)
+        sql, positions = target.statements["insert_missing"]
+        return str(sql), list(positions)
+
+    def comparable(self, expr: Any, kind: Kind) -> Any:
+        return expr
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def prepare_table(self, conn: Any, target: Target) -> None:
+        """Set up per-table helpers (PostgreSQL's stage table) before the first batch."""
+
+    def write(
+        self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode
+    ) -> Outcome:
+        """Write one batch inside the caller's transaction; raises on a refused record."""
+        cur = conn.cursor()
+        if fresh or mode in ("insert", "replace"):
+            cur.executemany(self.insert_sql(target), rows)
+            return Outcome(created=len(rows))
+        if not target.key:
+            sql, positions = self.insert_missing_sql(target)
+            pick = itemgetter(*positions)
+            cur.executemany(sql, [_as_tuple(pick(r)) for r in rows])
+            created = max(cur.rowcount, 0)
+            return Outcome(created=created, unchanged=len(rows) - created)
+        existing = self.count_existing(conn, target, rows)
+        if mode == "skip":
+            cur.executemany(self.skip_sql(target), rows)
+            return Outcome(created=len(rows) - existing, unchanged=existing)
+        cur.executemany(self.upsert_sql(target), rows)
+        created = len(rows) - existing
+        updated = max(0, min(existing, self.updated_count(cur.rowcount, len(rows), created)))
+        return Outcome(created=created, updated=updated, unchanged=existing - updated)
+
+    def skip_sql(self, target: Target) -> str:
+        raise NotImplementedError
+
+    def updated_count(self, rowcount: int, n: int, created: int) -> int:
+        return rowcount - created
+
+    def update_sql(self, target: Target, columns: Sequence[str]) -> str:
+        """`UPDATE t SET columns WHERE key`, parameters: the columns' values, then the key."""
+        table = target.table
+        stmt = (
+            sa.update(table)
+            .values({c: sa.bindparam(f"s_{i}") for i, c in enumerate(columns)})
+            .where(sa.and_(*(table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(target.key))))
+        )
+        sql, order = self.compile(stmt)
+        expected = [f"s_{i}" for i in range(len(columns))] + [f"k_{i}" for i in range(len(target.key))]
+        assert order == expected, order
+        return sql
+
+    def run_updates(self, conn: Any, sql: str, params: list[Row]) -> None:
+        conn.cursor().executemany(sql, params)
+
+    def delete_all(self, conn: Any, table: sa.Table) -> None:
+        self.execute(conn, f"DELETE FROM {self.qualified(table)}")
+
+    # -- after the load ----------------------------------------------------------------------
+
+    def advance_sequences(self, conn: Any, tables: Sequence[sa.Table]) -> None:
+        """Move auto-increment counters past the highest restored key."""
+
+    def table_is_empty(self, conn: Any, table: sa.Table) -> bool:
+        cur = self.execute(conn, f"SELECT 1 FROM {self.qualified(table)} LIMIT 1")
+        return cur.fetchone() is None
+
+    # -- backup ----------------------------------------------------------------------------
+
+    def begin_snapshot(self, conn: Any) -> None:
+        self.begin(conn)
+
+    def stream(self, conn: Any, sql: str, batch: int) -> Iterator[list[Row]]:
+        cur = conn.cursor()
+        cur.execute(sql)
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def json_columns(self, conn: Any) -> set[tuple[str, str]]:
+        """Columns that hold JSON although reflection says otherwise (MariaDB)."""
+        return set()
+
+
+def _as_tuple(value: Any) -> Row:
+    return value if isinstance(value, tuple) else (value,)

@@ -1,0 +1,150 @@
+"""MySQL and MariaDB: PyMySQL's `executemany`, which folds INSERT … ON DUPLICATE KEY UPDATE
+into multi-row statements of up to about a megabyte each."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pymysql
+import sqlalchemy as sa
+from pymysql.constants import CLIENT
+from sqlalchemy.dialects import mysql
+
+from ..codec import Kind
+from .base import Dialect, Target
+
+# Server errors that mean "this data does not fit", not "the connection or server failed".
+_RECORD_ERRORS = {
+    1048,  # column cannot be null
+    1062,  # duplicate entry
+    1136,  # column count does not match
+    1264,  # out of range
+    1265,  # data truncated
+    1292,  # incorrect datetime/date/time value
+    1366,  # incorrect value for column
+    1406,  # data too long
+    1416,  # cannot get geometry object
+    1451,  # a child row references it
+    1452,  # parent row missing
+    1690,  # value out of range
+    3140,  # invalid JSON
+    3819,  # check constraint (MySQL)
+    4025,  # check constraint (MariaDB), e.g. json_valid
+}
+_JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
+
+
+class MySQLDialect(Dialect):
+    name: ClassVar[str] = "mysql"
+    begin_sql: ClassVar[str] = "START TRANSACTION"
+    max_params: ClassVar[int] = 20000
+
+    _found_rows = False
+
+    def prepare(self, conn: Any) -> None:
+        self._found_rows = bool(conn.client_flag & CLIENT.FOUND_ROWS)
+        conn.autocommit(True)
+        cur = conn.cursor()
+        cur.execute("SET SESSION time_zone = '+00:00'")
+        cur.execute(
+            "SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, "
+            "'STRICT_TRANS_TABLES', 'NO_AUTO_VALUE_ON_ZERO')"
+        )
+
+    def begin_snapshot(self, conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    def is_record_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, (pymysql.err.IntegrityError, pymysql.err.DataError)):
+            return True
+        if isinstance(exc, pymysql.err.MySQLError) and exc.args:
+            return exc.args[0] in _RECORD_ERRORS
+        return isinstance(exc, (TypeError, ValueError))  # a value PyMySQL cannot escape
+
+    def error_message(self, exc: BaseException) -> str:
+        if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) >= 2:
+            return str(exc.args[1])
+        return super().error_message(exc)
+
+    def comparable(self, expr: Any, kind: Kind) -> Any:
+        # A FLOAT column holds single precision: compare as MySQL prints it, not as a double.
+        return sa.cast(expr, mysql.CHAR()) if kind == "float" else expr
+
+    def _insert(self, target: Target) -> Any:
+        return mysql.insert(target.table).values(
+            {c: sa.bindparam(f"p_{i}") for i, c in enumerate(target.columns)}
+        )
+
+    def upsert_sql(self, target: Target) -> str:
+        if "upsert" not in target.statements:
+            stmt = self._insert(target)
+            names = target.updatable or target.key[:1]
+            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in names})
+            target.statements["upsert"] = self.compile(stmt)[0]
+        return str(target.statements["upsert"])
+
+    def skip_sql(self, target: Target) -> str:
+        if "skip" not in target.statements:
+            stmt = self._insert(target)
+            key = target.key[0]
+            stmt = stmt.on_duplicate_key_update({key: target.table.c[key]})
+            target.statements["skip"] = self.compile(stmt)[0]
+        return str(target.statements["skip"])
+
+    def updated_count(self, rowcount: int, n: int, created: int) -> int:
+        # Affected rows: 1 per insert, 2 per update, and with FOUND_ROWS 1 per unchanged row.
+        if self._found_rows:
+            return rowcount - n
+        return (rowcount - created) // 2
+
+    def json_columns(self, conn: Any) -> set[tuple[str, str]]:
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                "SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = DATABASE()"
+            )
+        except pymysql.err.MySQLError:
+            return set()
+        found = set()
+        for table, clause in cur.fetchall():
+            match = _JSON_CHECK.search(clause or "")
+            if match:
+                found.add((table, match.group(1)))
+        return found
+
+    def advance_sequences(self, conn: Any, tables: Sequence[sa.Table]) -> None:
+        for table in tables:
+            auto = [c for c in table.columns if c.autoincrement is True and c.primary_key]
+            if len(auto) != 1:
+                continue
+            col = self.quote(auto[0].name)
+            cur = self.execute(conn, f"SELECT max({col}) FROM {self.qualified(table)}")
+            highest = cur.fetchone()[0]
+            if highest is None:
+                continue
+            cur = self.execute(
+                conn,
+                "SELECT AUTO_INCREMENT FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                [table.name],
+            )
+            counter = cur.fetchone()
+            if counter and counter[0] is not None and counter[0] > highest:
+                continue
+            self.execute(
+                conn, f"ALTER TABLE {self.qualified(table)} AUTO_INCREMENT = {int(highest) + 1}"
+            )
+
+    def stream(self, conn: Any, sql: str, batch: int) -> Any:
+        cur = conn.cursor(pymysql.cursors.SSCursor)
+        cur.execute(sql)
+        try:
+            while rows := cur.fetchmany(batch):
+                yield rows
+        finally:
+            cur.close()

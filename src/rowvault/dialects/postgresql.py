@@ -1,0 +1,174 @@
+"""PostgreSQL: COPY into a temporary stage table, then one INSERT … ON CONFLICT from it.
+
+A table rowvault has just created (or emptied for `replace`) takes COPY straight into the
+table. The merge reports how many rows it created and updated (`xmax = 0` marks an insert)
+and leaves rows whose values are unchanged untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import orjson
+import psycopg
+import sqlalchemy as sa
+from psycopg import errors as pgerrors
+from psycopg.types.json import set_json_loads
+
+from ..codec import Kind
+from .base import Dialect, Mode, Outcome, Row, Target
+
+_CAST_TO_TEXT: frozenset[str] = frozenset({"json", "other"})
+
+
+class PostgreSQLDialect(Dialect):
+    name: ClassVar[str] = "postgresql"
+    max_params: ClassVar[int] = 30000
+
+    def prepare(self, conn: Any) -> None:
+        conn.autocommit = True
+        conn.execute("SET TIME ZONE 'UTC'")
+        set_json_loads(orjson.loads, conn)
+
+    def begin_snapshot(self, conn: Any) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def is_record_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, (psycopg.IntegrityError, psycopg.DataError)):
+            return True
+        return isinstance(exc, (pgerrors.CardinalityViolation, TypeError, ValueError))
+
+    def error_message(self, exc: BaseException) -> str:
+        text = super().error_message(exc)
+        diag = getattr(exc, "diag", None)
+        detail = getattr(diag, "message_detail", None) if diag else None
+        return f"{text} ({detail})" if detail else text
+
+    def comparable(self, expr: Any, kind: Kind) -> Any:
+        return sa.cast(expr, sa.Text) if kind in _CAST_TO_TEXT else expr
+
+    # -- the COPY path ---------------------------------------------------------------------
+
+    def stage_name(self, target: Target) -> str:
+        return self.quote(f"rowvault_stage_{target.name}"[:63])
+
+    def prepare_table(self, conn: Any, target: Target) -> None:
+        """Create the stage table once per table, outside the batches' transactions."""
+        cols = ", ".join(self.quote(c) for c in target.columns)
+        stage = self.stage_name(target)
+        conn.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
+        conn.execute(
+            f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {self.qualified(target.table)} "
+            "WITH NO DATA"
+        )
+
+    def _copy(self, conn: Any, into: str, target: Target, rows: Sequence[Row]) -> None:
+        cols = ", ".join(self.quote(c) for c in target.columns)
+        with conn.cursor() as cur, cur.copy(f"COPY {into} ({cols}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def write(
+        self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode
+    ) -> Outcome:
+        if fresh or mode in ("insert", "replace"):
+            self._copy(conn, self.qualified(target.table), target, rows)
+            return Outcome(created=len(rows))
+        stage = self.stage_name(target)
+        conn.execute(f"TRUNCATE {stage}")
+        self._copy(conn, stage, target, rows)
+        if not target.key:
+            created = conn.execute(self._merge_missing(target)).rowcount
+            return Outcome(created=created, unchanged=len(rows) - created)
+        if mode == "skip":
+            created = conn.execute(self._merge(target, update=False)).rowcount
+            return Outcome(created=created, unchanged=len(rows) - created)
+        created, touched = conn.execute(self._merge(target, update=True)).fetchone()
+        return Outcome(
+            created=created, updated=touched - created, unchanged=len(rows) - touched
+        )
+
+    def _merge(self, target: Target, *, update: bool) -> str:
+        key = "merge" if update else "merge_skip"
+        if key in target.statements:
+            return str(target.statements[key])
+        q = self.quote
+        table = self.qualified(target.table)
+        cols = ", ".join(q(c) for c in target.columns)
+        conflict = ", ".join(q(c) for c in target.key)
+        insert = f"INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM {self.stage_name(target)}"
+        updatable = target.updatable
+        if update and updatable:
+            kinds = dict(zip(target.columns, target.kinds, strict=True))
+
+            def side(alias: str, c: str) -> str:
+                ref = f"{alias}.{q(c)}"
+                return f"{ref}::text" if kinds[c] in _CAST_TO_TEXT else ref
+
+            sets = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in updatable)
+            old = ", ".join(side("t", c) for c in updatable)
+            new = ", ".join(side("EXCLUDED", c) for c in updatable)
+            sql = (
+                f"WITH written AS ({insert} ON CONFLICT ({conflict}) DO UPDATE SET {sets} "
+                f"WHERE ROW({old}) IS DISTINCT FROM ROW({new}) "
+                "RETURNING (t.xmax = 0) AS created) "
+                "SELECT count(*) FILTER (WHERE created), count(*) FROM written"
+            )
+        elif update:
+            sql = (
+                f"WITH written AS ({insert} ON CONFLICT ({conflict}) DO NOTHING "
+                "RETURNING true AS created) SELECT count(*), count(*) FROM written"
+            )
+        else:
+            sql = f"{insert} ON CONFLICT ({conflict}) DO NOTHING"
+        target.statements[key] = sql
+        return sql
+
+    def _merge_missing(self, target: Target) -> str:
+        if "merge_missing" not in target.statements:
+            q = self.quote
+            cols = ", ".join(q(c) for c in target.columns)
+            kinds = dict(zip(target.columns, target.kinds, strict=True))
+
+            def ref(alias: str, c: str) -> str:
+                return f"{alias}.{q(c)}::text" if kinds[c] in _CAST_TO_TEXT else f"{alias}.{q(c)}"
+
+            same = " AND ".join(
+                f"{ref('t', c)} IS NOT DISTINCT FROM {ref('s', c)}" for c in target.columns
+            )
+            table = self.qualified(target.table)
+            target.statements["merge_missing"] = (
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self.stage_name(target)} s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same})"
+            )
+        return str(target.statements["merge_missing"])
+
+    # -- after the load ----------------------------------------------------------------------
+
+    def advance_sequences(self, conn: Any, tables: Sequence[sa.Table]) -> None:
+        for table in tables:
+            for column in table.columns:
+                if not isinstance(column.type, sa.Integer):
+                    continue
+                seq = conn.execute(
+                    "SELECT pg_get_serial_sequence(%s, %s)",
+                    [self.qualified(table), column.name],
+                ).fetchone()[0]
+                if seq is None:
+                    continue
+                col = self.quote(column.name)
+                conn.execute(
+                    f"SELECT setval(%s, m) FROM (SELECT max({col}) AS m "
+                    f"FROM {self.qualified(table)}) x "
+                    "WHERE m IS NOT NULL AND m > COALESCE(pg_sequence_last_value(%s::regclass), 0)",
+                    [seq, seq],
+                )
+
+    def stream(self, conn: Any, sql: str, batch: int) -> Any:
+        with conn.cursor(name="rowvault_backup") as cur:
+            cur.itersize = batch
+            cur.execute(sql)
+            while rows := cur.fetchmany(batch):
+                yield rows

@@ -1,0 +1,245 @@
+"""The backup file: one JSON object, `"metadata"` plus one array of records per table.
+
+rowvault writes one record per line inside the arrays, so its own files can be read a line at
+a time with orjson at full speed while staying a single valid JSON document:
+
+    {"metadata":{"format":"rowvault","version":1,...},
+    "users":[
+    {"id":1,"email":"a@example.com"},
+    {"id":2,"email":"b@example.com"}
+    ],
+    "businesses":[
+    ]
+    }
+
+Any other valid JSON layout (pretty-printed, one line, written by another tool) is read by the
+incremental parser in `jsonlayout`. Files are streamed, plain or gzip (detected by content,
+not by name), so memory stays flat whatever their size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import orjson
+
+from .errors import BackupFileError
+
+FORMAT = "rowvault"
+FORMAT_VERSION = 1
+GZIP_MAGIC = b"\x1f\x8b"
+METADATA_PREFIX = b'{"metadata":'
+REJECT_REASON_KEY = "_rowvault_error"
+"""Key beside each record of a rejects file; restores ignore it."""
+
+Source = str | os.PathLike[str] | BinaryIO
+
+
+def source_name(source: Source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", "<stream>"))
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+class BackupWriter:
+    """Streams a backup in rowvault's line layout to a path (atomically) or a binary stream."""
+
+    def __init__(
+        self,
+        dest: str | os.PathLike[str] | IO[bytes],
+        *,
+        compress: bool | None = None,
+        level: int = 6,
+    ) -> None:
+        self._final: Path | None = None
+        self._part: Path | None = None
+        if isinstance(dest, (str, os.PathLike)):
+            self._final = Path(dest)
+            self._part = self._final.with_name(self._final.name + ".part")
+            if compress is None:
+                compress = self._final.name.endswith(".gz")
+            raw: IO[bytes] = open(self._part, "wb")  # noqa: SIM115 - closed in close()/abort()
+        else:
+            raw = dest
+        self._raw = raw
+        self._out: IO[bytes] = (
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0)
+            if compress
+            else raw
+        )
+        self._first_record = True
+        self._in_table = False
+        self._started = False
+        self.bytes_written = 0
+
+    def write_metadata(self, metadata: dict[str, Any]) -> None:
+        self._write(METADATA_PREFIX + orjson.dumps(metadata))
+        self._started = True
+
+    def begin_table(self, name: str) -> None:
+        assert self._started and not self._in_table
+        self._write(b",\n" + orjson.dumps(name) + b":[")
+        self._first_record = True
+        self._in_table = True
+
+    def write_records(self, encoded: list[bytes]) -> None:
+        """Write already-encoded records (one JSON object each) of the current table."""
+        if not encoded:
+            return
+        sep = b"\n" if self._first_record else b",\n"
+        self._write(sep + b",\n".join(encoded))
+        self._first_record = False
+
+    def end_table(self) -> None:
+        self._write(b"\n]")
+        self._in_table = False
+
+    def close(self) -> None:
+        self._write(b"\n}\n")
+        if self._out is not self._raw:
+            self._out.close()
+        if self._final is not None and self._part is not None:
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            os.replace(self._part, self._final)
+        else:
+            self._raw.flush()
+
+    def abort(self) -> None:
+        """Give up: a half-written backup is never left under the destination's name."""
+        with suppress(Exception):
+            if self._out is not self._raw:
+                self._out.close()
+        if self._part is not None:
+            with suppress(Exception):
+                self._raw.close()
+            with suppress(FileNotFoundError):
+                self._part.unlink()
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.bytes_written += len(data)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def open_stream(source: Source) -> tuple[IO[bytes], bool]:
+    """Open `source` for reading, unwrapping gzip when the content is gzip."""
+    name = source_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise BackupFileError(name, "no such file")
+        if path.is_dir():
+            raise BackupFileError(name, "is a directory, not a backup file")
+        raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    else:
+        raw = source
+    head = _peek(raw, 2)
+    if head == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb"), True
+    if name.endswith(".gz") and head:
+        text = head + _peek(raw, 16)[2:]
+        if not text.lstrip().startswith(b"{"):
+            raw.close()
+            raise BackupFileError(name, "not a gzip file and not JSON: the file is not a backup")
+    return raw, False
+
+
+def _peek(raw: IO[bytes], n: int) -> bytes:
+    if isinstance(raw, io.BufferedReader):
+        return raw.peek(n)[:n]
+    pos = raw.tell()
+    data = raw.read(n)
+    raw.seek(pos)
+    return data
+
+
+def read_failure(name: str, exc: BaseException) -> BackupFileError:
+    """Translate a decompression or I/O failure into a message about the file."""
+    if isinstance(exc, EOFError):
+        return BackupFileError(name, "the compressed data ends early: the file is truncated")
+    if isinstance(exc, (gzip.BadGzipFile, zlib.error)):
+        return BackupFileError(name, f"the gzip data is corrupt ({exc})")
+    return BackupFileError(name, f"cannot read the file ({exc})")
+
+
+@dataclass
+class Section:
+    """One table's records in file order, as raw items plus the function that parses them.
+
+    `items` must be consumed (or drained by the reader) before the next section is read.
+    """
+
+    name: str
+    items: Iterator[Any]
+    parse: Callable[[Any], Any] | None
+    first_line: int | None = None
+
+    def where(self, index: int) -> str:
+        """Where record `index` (0-based) stands in the file, for error messages."""
+        if self.first_line is not None:
+            return f"line {self.first_line + index}"
+        return f"record #{index + 1}"
+
+
+def read_metadata_line(first: bytes) -> dict[str, Any] | None:
+    """rowvault's first line holds the metadata; None when the file has another layout."""
+    line = first.strip()
+    if not line.startswith(METADATA_PREFIX):
+        return None
+    body = line[len(METADATA_PREFIX) :].rstrip(b",")
+    try:
+        metadata = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        return None
+    return metadata
+
+
+def line_sections(stream: IO[bytes], name: str) -> Iterator[Section]:
+    """The sections of a file in rowvault's line layout (its metadata line already read)."""
+    lines = enumerate(stream, start=2)
+    for lineno, raw in lines:
+        line = raw.strip()
+        if line in (b"}", b""):
+            continue
+        if not line.endswith(b":["):
+            raise BackupFileError(name, f"expected a table, found {_show(line)}", line=lineno)
+        try:
+            table = orjson.loads(line[:-2].lstrip(b","))
+        except orjson.JSONDecodeError:
+            table = None
+        if not isinstance(table, str):
+            raise BackupFileError(name, f"bad table name {_show(line[:-2])}", line=lineno)
+        section = Section(table, _line_records(lines), orjson.loads, first_line=lineno + 1)
+        yield section
+        for _ in section.items:
+            pass
+
+
+def _line_records(lines: Iterator[tuple[int, bytes]]) -> Iterator[bytes]:
+    for _, raw in lines:
+        line = raw.rstrip()
+        if line.startswith(b"]"):
+            return
+        yield line[:-1] if line.endswith(b",") else line
+
+
+def _show(data: bytes) -> str:
+    text = data[:40].decode("utf-8", "replace")
+    return repr(text + ("..." if len(data) > 40 else ""))

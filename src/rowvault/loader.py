@@ -1,0 +1,342 @@
+"""The hot path: one table's records, batch by batch, from file lines to committed rows.
+
+Per batch: parse the lines with orjson, pick each record's values in column order with
+`itemgetter`, decode and check them a column at a time, skip children of failed parents,
+hold back foreign keys that close a cycle, then write the rest in one transaction through the
+dialect's bulk path. A batch the database refuses is bisected until the refused records are
+isolated; every other record is still written. Each failure becomes a `table:id - reason`
+error and a line in the rejects file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
+from typing import IO, Any
+
+import orjson
+
+from .batching import BatchSizer, Transactions
+from .dialects import Dialect, Outcome, Row
+from .errors import RestoreAborted
+from .fileformat import Section
+from .plan import TablePlan
+from .progress import Progress, ProgressCallback
+from .rejects import Rejects
+from .results import RestoreResult, TableResult
+
+
+class Failures:
+    """Key values of the rows that failed, so their children can be skipped by name."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = defaultdict(set)
+
+    def add(self, table: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> None:
+        self._keys[(table, columns)].add(key)
+
+    def get(self, table: str, columns: tuple[str, ...]) -> set[tuple[Any, ...]] | None:
+        return self._keys.get((table, columns))
+
+
+class DeferredWrites:
+    """Foreign-key values held back to break cycles, on disk until every table is in."""
+
+    def __init__(self) -> None:
+        self._spools: dict[str, IO[bytes]] = {}
+
+    def add(self, table: str, key: Row, values: Row, record: Any) -> None:
+        spool = self._spools.get(table)
+        if spool is None:
+            spool = self._spools[table] = tempfile.TemporaryFile()
+        pickle.dump((key, values, record), spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def entries(self, table: str) -> Iterator[tuple[Row, Row, Any]]:
+        spool = self._spools.get(table)
+        if spool is None:
+            return
+        spool.seek(0)
+        while True:
+            try:
+                yield pickle.load(spool)
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        for spool in self._spools.values():
+            spool.close()
+        self._spools.clear()
+
+
+@dataclass
+class LoadContext:
+    """What every table's loader shares during one restore."""
+
+    dialect: Dialect
+    conn: Any
+    tx: Transactions
+    mode: str
+    result: RestoreResult
+    progress: Progress
+    report: ProgressCallback
+    rejects: Rejects
+    sizer: BatchSizer
+    simulate: bool = False
+    delay_seconds: float = 0.0
+    should_stop: Callable[[], bool] = lambda: False
+    on_checkpoint: Callable[[str, int], None] = lambda table, done: None
+    failures: Failures = field(default_factory=Failures)
+    deferred: DeferredWrites = field(default_factory=DeferredWrites)
+
+
+def format_key(values: Sequence[Any]) -> str:
+    return ",".join("" if v is None else str(v) for v in values)
+
+
+class TableLoader:
+    def __init__(self, plan: TablePlan, ctx: LoadContext, result: TableResult) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.result = result
+        self.columns = plan.target.columns
+        self.width = len(plan.keys)
+        self.single = self.width == 1
+        self._get = itemgetter(*plan.keys)
+        self._known = frozenset(plan.keys)
+        self._empty: Row = (None,) * self.width
+        self._key_sources = [plan.keys[p] for p in plan.key_positions]
+        self._key_pick = itemgetter(*plan.key_positions) if plan.key_positions else None
+        self._held = [p for d in plan.deferrals for p in d.positions]
+        self._referenced = [(cols, [plan.position(c) for c in cols]) for cols in plan.referenced]
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def run(self, section: Section, skip: int = 0) -> None:
+        ctx = self.ctx
+        items = section.items
+        if skip:
+            for _ in islice(items, skip):
+                pass
+        index = skip
+        if not ctx.simulate:
+            ctx.dialect.prepare_table(ctx.conn, self.plan.target)
+        while True:
+            if ctx.should_stop():
+                raise RestoreAborted("cancelled", cancelled=True)
+            chunk = list(islice(items, ctx.sizer.size()))
+            if not chunk:
+                break
+            started = time.perf_counter()
+            records, clean = self.load_batch(chunk, index, section)
+            if clean:
+                ctx.sizer.record(len(chunk), time.perf_counter() - started)
+            index += len(chunk)
+            self.result.processed += len(chunk)
+            last = records[-1] if records else None
+            ctx.progress.advance(self.plan.source, len(chunk), self.record_id(last, index - 1))
+            ctx.on_checkpoint(self.plan.source, index)
+            ctx.report(ctx.progress)
+            if ctx.delay_seconds:
+                time.sleep(ctx.delay_seconds)
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def load_batch(self, chunk: list[Any], base: int, section: Section) -> tuple[list[Any], bool]:
+        n = len(chunk)
+        errors: dict[int, str] = {}
+        records = self._parse(chunk, section, base, errors)
+        cols: list[Sequence[Any]] = list(zip(*self._rows(records, errors), strict=True))
+        for pos, decoder in enumerate(self.plan.decoders):
+            values, bad = decoder.decode_column(cols[pos])
+            cols[pos] = values
+            for i, reason in bad.items():
+                errors.setdefault(i, f"column {self.columns[pos]!r}: {reason}")
+        for pos in self.plan.required:
+            if None in cols[pos]:
+                for i, value in enumerate(cols[pos]):
+                    if value is None:
+                        errors.setdefault(i, f"column {self.columns[pos]!r} must not be empty")
+        self._check_parents(cols, errors)
+        held: list[Row] = []
+        if self._held:
+            held = list(zip(*(cols[p] for p in self._held), strict=True))
+            for p in self._held:
+                cols[p] = [None] * n
+        rows: list[Row] = list(zip(*cols, strict=True))
+        good = [i for i in range(n) if i not in errors] if errors else list(range(n))
+        if good:
+            batch = [rows[i] for i in good] if errors else rows
+            self._write(batch, good, errors, fresh=self.plan.fresh)
+        if held:
+            for i in good:
+                if i not in errors and any(v is not None for v in held[i]):
+                    key = self._key_pick(rows[i]) if self._key_pick else ()
+                    key = key if isinstance(key, tuple) else (key,)
+                    self.ctx.deferred.add(self.plan.source, key, held[i], records[i])
+        for i in sorted(errors):
+            self._fail(i, errors[i], records[i] if records[i] is not None else chunk[i], cols, base)
+        return records, not errors
+
+    def _parse(self, chunk: list[Any], section: Section, base: int, errors: dict[int, str]) -> list[Any]:
+        parse = section.parse
+        if parse is None:
+            return chunk
+        try:
+            return list(map(parse, chunk))
+        except orjson.JSONDecodeError:
+            pass
+        records: list[Any] = []
+        for i, item in enumerate(chunk):
+            try:
+                records.append(parse(item))
+            except orjson.JSONDecodeError as exc:
+                errors[i] = f"{section.where(base + i)} is not valid JSON ({exc})"
+                records.append(None)
+        return records
+
+    def _rows(self, records: list[Any], errors: dict[int, str]) -> list[Row]:
+        try:
+            if sum(map(len, records)) == self.width * len(records):
+                if self.single:
+                    return [(v,) for v in map(self._get, records)]
+                return list(map(self._get, records))
+        except (KeyError, TypeError):
+            pass
+        return [self._row(record, i, errors) for i, record in enumerate(records)]
+
+    def _row(self, record: Any, i: int, errors: dict[int, str]) -> Row:
+        if not isinstance(record, dict):
+            errors.setdefault(i, "not a JSON object")
+            return self._empty
+        ignored = self.plan.ignored_keys
+        extra = [k for k in record if k not in self._known and k not in ignored]
+        if extra:
+            errors.setdefault(i, "unknown column " + ", ".join(repr(k) for k in extra))
+        return tuple(record.get(k) for k in self.plan.keys)
+
+    def _check_parents(self, cols: list[Sequence[Any]], errors: dict[int, str]) -> None:
+        for check in self.plan.parent_checks:
+            failed = self.ctx.failures.get(check.parent, check.columns)
+            if not failed:
+                continue
+            for i, key in enumerate(zip(*(cols[p] for p in check.positions), strict=True)):
+                if key in failed and i not in errors:
+                    errors[i] = f"skipped: parent {check.parent}:{format_key(key)} failed"
+
+    # -- writing with bisection ------------------------------------------------------------
+
+    def _write(self, rows: list[Row], idxs: list[int], errors: dict[int, str], *, fresh: bool) -> None:
+        ctx = self.ctx
+        if ctx.simulate:
+            self.result.created += len(rows)
+            return
+
+        def attempt(part: list[Row], fresh: bool) -> Outcome:
+            return ctx.dialect.write(ctx.conn, self.plan.target, part, fresh=fresh, mode=ctx.mode)
+
+        outcome = bisect(ctx, rows, idxs, errors, attempt, fresh=fresh)
+        self.result.created += outcome.created
+        self.result.updated += outcome.updated
+        self.result.unchanged += outcome.unchanged
+
+    def _fail(self, i: int, reason: str, record: Any, cols: list[Sequence[Any]], base: int) -> None:
+        source = self.plan.source
+        message = f"{source}:{self.record_id(record, base + i)} - {reason}"
+        self.ctx.result.add_error(self.result, message)
+        self.ctx.progress.add_error(message)
+        self.ctx.rejects.add(source, record, reason)
+        for columns, positions in self._referenced:
+            key = tuple(
+                cols[p][i] if cols[p][i] is not None else _raw(record, self.plan.keys[p])
+                for p in positions
+            )
+            self.ctx.failures.add(source, columns, key)
+
+    def record_id(self, record: Any, position: int) -> str:
+        if self._key_sources and isinstance(record, dict):
+            values = [record.get(k) for k in self._key_sources]
+            if all(v is not None for v in values):
+                return format_key(values)
+        return f"#{position + 1}"
+
+
+def _raw(record: Any, key: str) -> Any:
+    return record.get(key) if isinstance(record, dict) else None
+
+
+def bisect(
+    ctx: LoadContext,
+    rows: list[Row],
+    idxs: list[int],
+    errors: dict[int, str],
+    attempt: Callable[[list[Row], bool], Outcome],
+    *,
+    fresh: bool = False,
+) -> Outcome:
+    """Write `rows` in one transaction; if the database refuses it, split until the refused
+    rows are alone. Refusals land in `errors` under their `idxs`."""
+    total = Outcome()
+    work: list[tuple[list[Row], list[int], bool]] = [(rows, idxs, fresh)]
+    while work:
+        part, part_idxs, part_fresh = work.pop()
+        try:
+            ctx.tx.begin()
+            outcome = attempt(part, part_fresh)
+            ctx.tx.commit()
+        except Exception as exc:
+            _rollback(ctx)
+            if not ctx.dialect.is_record_error(exc):
+                raise RestoreAborted(f"the database failed: {ctx.dialect.error_message(exc)}") from exc
+            if part_fresh:  # perhaps rows already there: retry as an upsert
+                work.append((part, part_idxs, False))
+            elif len(part) == 1:
+                errors[part_idxs[0]] = ctx.dialect.error_message(exc)
+            else:
+                mid = len(part) // 2
+                work.append((part[mid:], part_idxs[mid:], False))
+                work.append((part[:mid], part_idxs[:mid], False))
+            continue
+        total.created += outcome.created
+        total.updated += outcome.updated
+        total.unchanged += outcome.unchanged
+    return total
+
+
+def _rollback(ctx: LoadContext) -> None:
+    try:
+        ctx.tx.rollback()
+    except Exception as exc:  # the connection itself is gone
+        raise RestoreAborted(f"the database connection failed: {exc}") from exc
+
+
+def apply_deferred(plan: TablePlan, ctx: LoadContext, result: TableResult, batch: int = 2000) -> None:
+    """Fill in the foreign keys held back for cycles, now that every parent is written."""
+    columns = [plan.target.columns[p] for d in plan.deferrals for p in d.positions]
+    if not columns or ctx.simulate:
+        return
+    sql = ctx.dialect.update_sql(plan.target, columns)
+    entries = ctx.deferred.entries(plan.source)
+
+    def attempt(part: list[Row], fresh: bool) -> Outcome:
+        ctx.dialect.run_updates(ctx.conn, sql, part)
+        return Outcome()
+
+    while chunk := list(islice(entries, batch)):
+        params = [values + key for key, values, _ in chunk]
+        errors: dict[int, str] = {}
+        bisect(ctx, params, list(range(len(chunk))), errors, attempt)
+        for i, reason in sorted(errors.items()):
+            key, _, record = chunk[i]
+            message = (
+                f"{plan.source}:{format_key(key)} - {reason}; the row was kept with "
+                f"{', '.join(columns)} empty"
+            )
+            ctx.result.add_error(result, message)
+            ctx.progress.add_error(message)
+            ctx.rejects.add(plan.source, record, reason)

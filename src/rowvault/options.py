@@ -1,0 +1,60 @@
+"""The options of a restore and of a backup, as frozen dataclasses with checked values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+from .errors import ConfirmationRequired, OptionError
+
+Mode = Literal["upsert", "insert", "skip", "replace"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How to restore. Every field has the default a user would expect."""
+
+    mode: Mode = "upsert"
+    batch_size: int | None = None
+    """Records per batch; None sizes each batch to take about `target_batch_seconds`."""
+    batch_delay_ms: int = 0
+    dry_run: bool = False
+    skip_unknown: bool = False
+    confirm_replace: bool = False
+    rejects_path: Path | None = None
+    """Where failed records go; default: beside the backup, `<name>.rejects.json`."""
+    target_batch_seconds: float = 0.2
+    tables: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise OptionError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.batch_delay_ms < 0:
+            raise OptionError(f"batch delay must not be negative, not {self.batch_delay_ms}")
+        if self.mode == "replace" and not self.confirm_replace and not self.dry_run:
+            raise ConfirmationRequired(
+                "mode 'replace' empties every restored table first", "confirm_replace=True (--yes)"
+            )
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    tables: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+    limits: Mapping[str, int] = field(default_factory=dict)
+    """Keep only the N newest rows of these tables (newest by created/updated time, else key)."""
+    include_demo_data: bool = True
+    demo_column: str = "is_demo"
+    compress: bool | None = None
+    """None: gzip when the destination's name ends in .gz."""
+
+    def __post_init__(self) -> None:
+        for table, n in self.limits.items():
+            if not isinstance(n, int) or n < 0:
+                raise OptionError(f"limit for table {table!r} must be a whole number >= 0")

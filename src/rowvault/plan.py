@@ -1,0 +1,295 @@
+"""Fit a checked backup file to a reflected target: which table goes where, in which order,
+with which columns, keys, decoders and deferred foreign keys - or the list of reasons why
+it cannot be restored, before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import sqlalchemy as sa
+
+from .codec import Decoder, restore_decoder
+from .dialects import Target
+from .fileformat import REJECT_REASON_KEY
+from .matching import match_names, normalize
+from .options import RestoreOptions
+from .ordering import Edge, plan_order
+from .reader import FileSummary
+from .schema import ColumnSpec, ForeignKeySpec, Schema, TableSpec
+
+# Target kinds that cannot hold values of these source kinds.
+_INCOMPATIBLE: dict[str, frozenset[str]] = {
+    "integer": frozenset({"json", "bytes", "date", "datetime", "time", "uuid", "array"}),
+    "float": frozenset({"json", "bytes", "date", "datetime", "time", "uuid", "array"}),
+    "decimal": frozenset({"json", "bytes", "date", "datetime", "time", "uuid", "array"}),
+    "boolean": frozenset({"json", "bytes", "date", "datetime", "time", "uuid", "array"}),
+    "date": frozenset({"json", "bytes", "boolean", "uuid", "array", "float", "decimal"}),
+    "datetime": frozenset({"json", "bytes", "boolean", "uuid", "array", "decimal"}),
+    "time": frozenset({"json", "bytes", "boolean", "uuid", "array", "float", "decimal"}),
+    "bytes": frozenset(
+        {"json", "integer", "float", "decimal", "boolean", "date", "datetime", "time", "uuid"}
+    ),
+    "uuid": frozenset(
+        {"json", "bytes", "integer", "float", "decimal", "boolean", "date", "datetime", "time"}
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ParentCheck:
+    """A foreign key to another restored table: children of its failed rows are skipped."""
+
+    parent: str
+    columns: tuple[str, ...]
+    positions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Foreign-key columns written as NULL first and filled in once every table is in."""
+
+    columns: tuple[str, ...]
+    positions: tuple[int, ...]
+
+
+@dataclass
+class TablePlan:
+    source: str
+    spec: TableSpec
+    target: Target
+    keys: list[str]
+    decoders: list[Decoder]
+    required: list[int]
+    count: int
+    create: bool = False
+    fresh: bool = False
+    ignored_keys: frozenset[str] = frozenset({REJECT_REASON_KEY})
+    deferrals: list[Deferral] = field(default_factory=list)
+    parent_checks: list[ParentCheck] = field(default_factory=list)
+    referenced: set[tuple[str, ...]] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def position(self, column: str) -> int:
+        return self.target.columns.index(column)
+
+    @property
+    def key_positions(self) -> list[int]:
+        return self.target.key_index
+
+
+@dataclass
+class RestorePlan:
+    tables: list[TablePlan] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped_tables: list[str] = field(default_factory=list)
+    skipped_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def created(self) -> list[TablePlan]:
+        return [t for t in self.tables if t.create]
+
+
+def build_plan(
+    summary: FileSummary, schema: Schema, dialect: str, options: RestoreOptions
+) -> RestorePlan:
+    plan = RestorePlan()
+    selected = _selected_tables(summary, options, plan)
+    match = match_names(selected, schema.specs)
+    plan.problems += [f"table {c}" for c in match.conflicts]
+    table_map = dict(match.mapping)
+    creating: dict[str, TableSpec] = {}
+    for name in match.unknown:
+        spec = summary.spec(name)
+        if spec is not None and name not in schema.specs:
+            creating[name] = spec
+            table_map[name] = name
+        elif options.skip_unknown:
+            plan.skipped_tables.append(name)
+        else:
+            plan.problems.append(
+                f"table {name!r} does not exist in the target database and the backup does "
+                "not describe its columns, so it cannot be created (restore with "
+                "--skip-unknown to leave it out)"
+            )
+    specs = {t: schema.specs[t] for t in match.mapping.values()}
+    for name, spec in creating.items():
+        specs[name] = _linked_spec(spec, table_map, schema, plan)
+    drafts = [
+        _table_plan(name, table_map[name], specs[table_map[name]], summary, dialect, options, plan)
+        for name in selected
+        if name in table_map
+    ]
+    by_target = {d.name: d for d in drafts if d is not None}
+    for draft in by_target.values():
+        draft.create = draft.source in creating
+        draft.fresh = draft.create or options.mode == "replace"
+    _order_and_link(by_target, [table_map[n] for n in selected if n in table_map], plan)
+    return plan
+
+
+def _selected_tables(summary: FileSummary, options: RestoreOptions, plan: RestorePlan) -> list[str]:
+    names = list(summary.tables)
+    if options.tables is not None:
+        wanted = list(options.tables)
+        plan.problems += [f"table {t!r} is not in the backup" for t in wanted if t not in names]
+        names = [n for n in names if n in wanted]
+    plan.problems += [f"table {t!r} is not in the backup" for t in options.exclude if t not in summary.tables]
+    return [n for n in names if n not in options.exclude]
+
+
+def _linked_spec(spec: TableSpec, table_map: dict[str, str], schema: Schema, plan: RestorePlan) -> TableSpec:
+    """A table to create, its foreign keys pointing at the tables' names in the target."""
+    fks = []
+    for fk in spec.foreign_keys:
+        parent = table_map.get(fk.ref_table) or _find(fk.ref_table, schema.specs)
+        parent_spec = schema.specs.get(parent) if parent else None
+        if parent is None or (parent_spec is None and parent not in table_map.values()):
+            plan.warnings.append(
+                f"table {spec.name!r}: foreign key to {fk.ref_table!r} left out, "
+                "that table is neither in the backup nor in the target"
+            )
+            continue
+        ref_columns = fk.ref_columns
+        if parent_spec is not None:
+            cols = match_names(fk.ref_columns, parent_spec.column_names)
+            if cols.unknown or cols.conflicts:
+                plan.warnings.append(
+                    f"table {spec.name!r}: foreign key to {parent!r} left out, its columns "
+                    f"{list(fk.ref_columns)} do not match"
+                )
+                continue
+            ref_columns = tuple(cols.mapping[c] for c in fk.ref_columns)
+        fks.append(ForeignKeySpec(fk.columns, parent, ref_columns))
+    return replace(spec, foreign_keys=tuple(fks), _by_name={})
+
+
+def _find(name: str, specs: dict[str, TableSpec]) -> str | None:
+    found = [t for t in specs if normalize(t) == normalize(name)]
+    return found[0] if len(found) == 1 else None
+
+
+def _table_plan(
+    source: str,
+    target_name: str,
+    spec: TableSpec,
+    summary: FileSummary,
+    dialect: str,
+    options: RestoreOptions,
+    plan: RestorePlan,
+) -> TablePlan | None:
+    source_spec = summary.spec(source)
+    source_cols = summary.columns(source)
+    cols = match_names(source_cols, spec.column_names)
+    where = f"table {source!r}" + (f" (target {target_name!r})" if target_name != source else "")
+    plan.problems += [f"{where}: column {c}" for c in cols.conflicts]
+    if cols.unknown:
+        if options.skip_unknown:
+            plan.skipped_columns[source] = list(cols.unknown)
+        else:
+            plan.problems += [
+                f"{where}: column {c!r} does not exist in the target (restore with "
+                "--skip-unknown to leave it out)"
+                for c in cols.unknown
+            ]
+    keys = [c for c in source_cols if c in cols.mapping]
+    columns = [cols.mapping[c] for c in keys]
+    targets = [spec.column(c) for c in columns]
+    for col in spec.columns:
+        if not col.nullable and not col.has_default and col.name not in columns:
+            plan.problems.append(
+                f"{where}: the target requires column {col.name!r} (NOT NULL, no default) "
+                "but the backup has no values for it"
+            )
+    decoders = []
+    for key, col in zip(keys, targets, strict=True):
+        assert col is not None
+        src_col = source_spec.column(key) if source_spec else None
+        src_type = src_col.type if src_col else None
+        if src_type is not None and src_type.kind in _INCOMPATIBLE.get(col.type.kind, ()):
+            plan.problems.append(
+                f"{where}: column {key!r} holds {src_type.kind} values but the target column "
+                f"{col.name!r} is {col.type.kind} ({col.type.sql})"
+            )
+        decoders.append(restore_decoder(col.type, dialect, src_type))
+    key = [k for k in spec.key if k in columns] if spec.key else []
+    if spec.key and len(key) != len(spec.key):
+        plan.warnings.append(
+            f"{where}: the backup has no values for key column(s) "
+            f"{[k for k in spec.key if k not in columns]}; rows are matched on all columns"
+        )
+        key = []
+    required = [
+        i for i, col in enumerate(targets) if col is not None and not col.nullable and not col.has_default
+    ]
+    table = sa.Table(target_name, sa.MetaData(), *(_sa_column(c) for c in targets if c))
+    target = Target(table, columns, [c.type.kind for c in targets if c], key)
+    ignored = frozenset({REJECT_REASON_KEY, *plan.skipped_columns.get(source, ())})
+    return TablePlan(
+        source=source,
+        spec=spec,
+        target=target,
+        keys=keys,
+        decoders=decoders,
+        required=required,
+        count=summary.tables[source].count,
+        ignored_keys=ignored,
+    )
+
+
+def _sa_column(col: ColumnSpec) -> sa.Column[object]:
+    """A column for building statements; untyped, so no driver-side casts are rendered."""
+    return sa.Column(col.name, sa.types.NullType())
+
+
+def _order_and_link(by_target: dict[str, TablePlan], file_order: list[str], plan: RestorePlan) -> None:
+    edges: list[Edge] = []
+    for name, draft in by_target.items():
+        for i, fk in enumerate(draft.spec.foreign_keys):
+            if fk.ref_table not in by_target:
+                continue
+            cols = [draft.spec.column(c) for c in fk.columns]
+            nullable = all(c is not None and c.nullable for c in cols)
+            edges.append(Edge(name, fk.ref_table, i, nullable))
+    seen: list[str] = []
+    for t in file_order:
+        if t in by_target and t not in seen:
+            seen.append(t)
+    order = plan_order(seen, edges)
+    for name in order.tables:
+        draft = by_target[name]
+        deferred = {e.key for e in order.deferred_for(name)}
+        for i, fk in enumerate(draft.spec.foreign_keys):
+            if fk.ref_table not in by_target or any(c not in draft.target.columns for c in fk.columns):
+                continue
+            positions = tuple(draft.position(c) for c in fk.columns)
+            parent = by_target[fk.ref_table]
+            if all(c in parent.target.columns for c in fk.ref_columns):
+                draft.parent_checks.append(ParentCheck(parent.source, fk.ref_columns, positions))
+                parent.referenced.add(fk.ref_columns)
+            if i in deferred:
+                _defer(draft, fk, positions, plan)
+        plan.tables.append(draft)
+
+
+def _defer(draft: TablePlan, fk: ForeignKeySpec, positions: tuple[int, ...], plan: RestorePlan) -> None:
+    if not draft.target.key:
+        plan.warnings.append(
+            f"table {draft.source!r}: rows have no key, so the foreign key to {fk.ref_table!r} "
+            "cannot be filled in afterwards; rows must come parents-first in the file"
+        )
+        return
+    if any(draft.target.columns[p] in draft.target.key for p in positions):
+        return
+    if any((c := draft.spec.column(draft.target.columns[p])) is not None and not c.nullable for p in positions):
+        plan.warnings.append(
+            f"table {draft.source!r}: the foreign key to {fk.ref_table!r} is part of a cycle "
+            "but NOT NULL; rows whose parent comes later will fail"
+        )
+        return
+    draft.deferrals.append(Deferral(fk.columns, positions))
+    draft.target.held_back = draft.target.held_back | set(fk.columns)

@@ -1,0 +1,249 @@
+"""Open a backup, check it end to end without writing anything, then stream its sections.
+
+`BackupFile.scan()` is the cheap validation pass: for rowvault's own layout it decompresses
+the file (which checks gzip's CRC), checks the line structure and counts the records of each
+table against the metadata, without parsing the records themselves; a record that is not
+valid JSON is caught by the write pass and reported as a record error. Files in any other
+layout are parsed incrementally, collecting each table's column names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal
+
+import orjson
+
+from .errors import BackupFileError
+from .fileformat import (
+    FORMAT_VERSION,
+    REJECT_REASON_KEY,
+    Section,
+    Source,
+    line_sections,
+    open_stream,
+    read_failure,
+    read_metadata_line,
+    source_name,
+)
+from .jsonlayout import JsonLayout
+from .schema import TableSpec
+
+Layout = Literal["lines", "json"]
+_READ_ERRORS = (EOFError, OSError)
+
+
+@dataclass
+class TableSummary:
+    name: str
+    count: int = 0
+    keys: set[str] | None = None
+    first_line: int | None = None
+
+
+@dataclass
+class FileSummary:
+    """What the validation pass learned: layout, metadata, and each table in file order."""
+
+    name: str
+    layout: Layout
+    compressed: bool
+    metadata: dict[str, Any] | None
+    tables: dict[str, TableSummary] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(t.count for t in self.tables.values())
+
+    @property
+    def source_dialect(self) -> str | None:
+        dialect = (self.metadata or {}).get("dialect")
+        return dialect if isinstance(dialect, str) else None
+
+    def spec(self, table: str) -> TableSpec | None:
+        """The table's description from the metadata, if the file carries one."""
+        described = ((self.metadata or {}).get("tables") or {}).get(table)
+        if not isinstance(described, dict) or not described.get("columns"):
+            return None
+        return TableSpec.from_dict(table, described)
+
+    def columns(self, table: str) -> list[str]:
+        spec = self.spec(table)
+        if spec is not None:
+            return spec.column_names
+        keys = self.tables[table].keys or set()
+        return sorted(keys - {REJECT_REASON_KEY})
+
+
+class BackupFile:
+    """A backup file (or seekable stream) that can be read more than once."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.name = source_name(source)
+
+    @contextmanager
+    def _open(self) -> Iterator[tuple[IO[bytes], bool]]:
+        if not isinstance(self.source, (str, bytes)) and hasattr(self.source, "seek"):
+            self.source.seek(0)
+        try:
+            stream, compressed = open_stream(self.source)
+        except _READ_ERRORS as exc:
+            raise read_failure(self.name, exc) from exc
+        try:
+            yield stream, compressed
+        finally:
+            if isinstance(self.source, (str, bytes)) or not hasattr(self.source, "seek"):
+                stream.close()
+            elif stream is not self.source:
+                with suppress(Exception):
+                    stream.close()
+
+    def _first_line(self, stream: IO[bytes]) -> bytes:
+        try:
+            return stream.readline(1 << 24)
+        except _READ_ERRORS as exc:
+            raise read_failure(self.name, exc) from exc
+
+    def scan(self) -> FileSummary:
+        """Read the whole file once and check its structure; raises BackupFileError."""
+        with self._open() as (stream, compressed):
+            first = self._first_line(stream)
+            if not first.strip():
+                raise BackupFileError(self.name, "the file is empty: it is not a backup")
+            metadata = read_metadata_line(first)
+            if metadata is not None:
+                summary = FileSummary(self.name, "lines", compressed, metadata)
+                self._scan_lines(stream, summary)
+            else:
+                summary = FileSummary(self.name, "json", compressed, None)
+        if summary.layout == "json":
+            self._scan_json(summary)
+        self._check_metadata(summary)
+        return summary
+
+    def _scan_lines(self, stream: IO[bytes], summary: FileSummary) -> None:
+        name = self.name
+        current: TableSummary | None = None
+        closed = False
+        lineno = 1
+        try:
+            for lineno, raw in enumerate(stream, start=2):  # noqa: B007 - used after the loop
+                line = raw.strip()
+                if current is not None:
+                    if line.startswith(b"]"):
+                        current = None
+                    elif line.startswith(b"{") and (line.endswith(b"}") or line.endswith(b"},")):
+                        current.count += 1
+                    else:
+                        raise BackupFileError(
+                            name, "expected a record or the end of the table", line=lineno,
+                            table=current.name,
+                        )
+                elif closed:
+                    if line:
+                        raise BackupFileError(name, "unexpected data after the end", line=lineno)
+                elif line == b"}":
+                    closed = True
+                elif line.endswith(b":["):
+                    current = self._table_header(line, lineno, summary)
+                elif line:
+                    raise BackupFileError(name, "expected a table or the end", line=lineno)
+        except _READ_ERRORS as exc:
+            raise read_failure(name, exc) from exc
+        if current is not None:
+            raise BackupFileError(
+                name,
+                f"the file ends inside table {current.name!r} after {current.count} records: "
+                "it is truncated",
+                line=lineno,
+            )
+        if not closed:
+            raise BackupFileError(name, "the file ends before its closing '}': it is truncated")
+
+    def _table_header(self, line: bytes, lineno: int, summary: FileSummary) -> TableSummary:
+        try:
+            table = orjson.loads(line[:-2].lstrip(b","))
+        except orjson.JSONDecodeError:
+            table = None
+        if not isinstance(table, str):
+            raise BackupFileError(self.name, "bad table name", line=lineno)
+        if table in summary.tables:
+            raise BackupFileError(self.name, f"table {table!r} appears twice", line=lineno)
+        summary.tables[table] = TableSummary(table, first_line=lineno + 1)
+        return summary.tables[table]
+
+    def _scan_json(self, summary: FileSummary) -> None:
+        with self._open() as (stream, _):
+            layout = JsonLayout(stream, self.name)
+            for section in layout.sections():
+                if section.name in summary.tables:
+                    raise BackupFileError(self.name, f"table {section.name!r} appears twice")
+                table = summary.tables[section.name] = TableSummary(section.name, keys=set())
+                keys = table.keys
+                assert keys is not None
+                for record in section.items:
+                    table.count += 1
+                    keys.update(record)
+            summary.metadata = layout.metadata
+
+    def _check_metadata(self, summary: FileSummary) -> None:
+        metadata = summary.metadata
+        if metadata is None:
+            return
+        version = metadata.get("version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise BackupFileError(
+                self.name,
+                f"written by a newer rowvault (format version {version}); this one reads "
+                f"up to version {FORMAT_VERSION}",
+            )
+        described = metadata.get("tables")
+        if not isinstance(described, dict):
+            return
+        for table, info in described.items():
+            count = info.get("count") if isinstance(info, dict) else None
+            if table not in summary.tables:
+                if count:
+                    raise BackupFileError(
+                        self.name, f"the metadata lists {count} records but the file has none",
+                        table=table,
+                    )
+                continue
+            found = summary.tables[table].count
+            if isinstance(count, int) and count != found:
+                raise BackupFileError(
+                    self.name,
+                    f"the metadata says {count} records but the file holds {found}: "
+                    "the file is damaged or was edited",
+                    table=table,
+                )
+
+    @contextmanager
+    def sections(self, layout: Layout) -> Iterator[Iterator[Section]]:
+        """Stream the sections again, for the write pass."""
+        with self._open() as (stream, _):
+            if layout == "lines":
+                self._first_line(stream)
+                yield _guarded(line_sections(stream, self.name), self.name)
+            else:
+                yield _guarded(JsonLayout(stream, self.name).sections(), self.name)
+
+
+def _guarded(sections: Iterator[Section], name: str) -> Iterator[Section]:
+    """Decompression errors while reading sections become BackupFileError."""
+    try:
+        for section in sections:
+            yield Section(section.name, _guard_items(section.items, name), section.parse,
+                          section.first_line)
+    except _READ_ERRORS as exc:
+        raise read_failure(name, exc) from exc
+
+
+def _guard_items(items: Iterator[Any], name: str) -> Iterator[Any]:
+    try:
+        yield from items
+    except _READ_ERRORS as exc:
+        raise read_failure(name, exc) from exc

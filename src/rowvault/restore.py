@@ -1,0 +1,375 @@
+"""`restore(db, source)`: check the whole file, fit it to the target, then write it in batches.
+
+Nothing is written until the file has been read end to end and every table and column has
+found its place in the target (or a ValidationError lists every one that did not). Then:
+create missing tables, write the tables parents-first, fill in the foreign keys held back
+for cycles, give created tables their indexes and foreign keys, move auto-increment counters
+past the restored keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
+
+from .batching import BatchSizer, Transactions
+from .codec import backup_encoder, json_default
+from .database import DatabaseLike, opened
+from .dialects import Dialect, dialect_for
+from .errors import RestoreAborted, ValidationError
+from .fileformat import Section, Source
+from .loader import LoadContext, TableLoader, apply_deferred, format_key
+from .options import RestoreOptions
+from .plan import RestorePlan, TablePlan, build_plan
+from .progress import Progress, ProgressCallback, null_progress
+from .reader import BackupFile, FileSummary
+from .rejects import Rejects, default_rejects_path
+from .results import RestoreResult, TableResult
+from .schema import Schema, build_table, foreign_key, index, reflect
+
+log = logging.getLogger("rowvault.restore")
+
+
+def validate(db: DatabaseLike, source: Source, *, options: RestoreOptions | None = None) -> RestorePlan:
+    """Check `source` against `db` without writing; raises BackupFileError or ValidationError."""
+    options = options or RestoreOptions()
+    summary = BackupFile(source).scan()
+    with opened(db) as database:
+        dialect = dialect_for(database.engine)
+        plan = _plan(database.engine, dialect, summary, options)
+    if plan.problems:
+        raise ValidationError(summary.name, plan.problems)
+    return plan
+
+
+def restore(
+    db: DatabaseLike,
+    source: Source,
+    *,
+    options: RestoreOptions | None = None,
+    progress: ProgressCallback = null_progress,
+    should_stop: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[str, int], None] | None = None,
+    resume: Mapping[str, int] | None = None,
+    **option_kwargs: Any,
+) -> RestoreResult:
+    """Restore the backup `source` (path or seekable binary stream) into `db`.
+
+    Options come as `options=RestoreOptions(...)` or as keywords (`mode="skip"`,
+    `batch_size=5000`, ...). `progress` receives the progress record after every batch.
+    Record errors do not raise: they are in the result (and the rejects file). Raises
+    BackupFileError / ValidationError before writing anything, RestoreAborted if the
+    database fails or `should_stop()` turns true part-way.
+    """
+    options = options or RestoreOptions(**option_kwargs)
+    started = time.perf_counter()
+    state = Progress()
+    file = BackupFile(source)
+    log.info("[restore] reading %s", file.name)
+    summary = file.scan()
+    log.info("[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables))
+    with opened(db) as database:
+        dialect = dialect_for(database.engine)
+        plan = _plan(database.engine, dialect, summary, options)
+        if plan.problems:
+            raise ValidationError(summary.name, plan.problems)
+        result = RestoreResult(summary.name, database.display_url, dry_run=options.dry_run)
+        result.skipped_tables = list(plan.skipped_tables)
+        result.skipped_columns = dict(plan.skipped_columns)
+        result.warnings = list(plan.warnings)
+        for warning in plan.warnings:
+            log.warning("[restore] %s", warning)
+        for tp in plan.tables:
+            result.tables[tp.source] = TableResult(
+                tp.source, tp.name, total=tp.count, created_table=tp.create
+            )
+        run = _Run(database.engine, dialect, file, summary, plan, options, result, state, progress)
+        run.execute(should_stop, on_checkpoint, dict(resume or {}))
+    result.seconds = time.perf_counter() - started
+    log.info(
+        "[restore] %s: %d of %d records in %.1fs, %d errors",
+        result.status, result.processed, result.total, result.seconds, result.error_count,
+    )
+    return result
+
+
+def _plan(engine: sa.Engine, dialect: Dialect, summary: FileSummary, options: RestoreOptions) -> RestorePlan:
+    return build_plan(summary, _reflect(engine, dialect), dialect.name, options)
+
+
+def _reflect(engine: sa.Engine, dialect: Dialect) -> Schema:
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        return reflect(conn, dialect.json_columns(raw))
+
+
+class _Run:
+    """One restore's writing phase."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        dialect: Dialect,
+        file: BackupFile,
+        summary: FileSummary,
+        plan: RestorePlan,
+        options: RestoreOptions,
+        result: RestoreResult,
+        state: Progress,
+        report: ProgressCallback,
+    ) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.file = file
+        self.summary = summary
+        self.plan = plan
+        self.options = options
+        self.result = result
+        self.state = state
+        self.report = report
+
+    def execute(
+        self,
+        should_stop: Callable[[], bool] | None,
+        on_checkpoint: Callable[[str, int], None] | None,
+        resume: dict[str, int],
+    ) -> None:
+        options, dialect = self.options, self.dialect
+        self.state.start({tp.source: tp.count for tp in self.plan.tables})
+        self.report(self.state)
+        rejects_path = options.rejects_path or default_rejects_path(self.summary.name)
+        rejects = Rejects(Path(rejects_path), self.summary.metadata)
+        conn = dialect.connect()
+        tx = Transactions(dialect, conn, dry_run=options.dry_run)
+        ctx = LoadContext(
+            dialect=dialect,
+            conn=conn,
+            tx=tx,
+            mode=options.mode,
+            result=self.result,
+            progress=self.state,
+            report=self.report,
+            rejects=rejects,
+            sizer=BatchSizer(options.batch_size, target_seconds=options.target_batch_seconds),
+            delay_seconds=options.batch_delay_ms / 1000,
+            should_stop=should_stop or (lambda: False),
+            on_checkpoint=on_checkpoint or (lambda table, done: None),
+        )
+        status = "error"
+        try:
+            tx.start()
+            simulated = self._prepare_tables(ctx, resume)
+            self._load(ctx, resume, simulated)
+            for tp in self.plan.tables:
+                apply_deferred(tp, ctx, self.result.tables[tp.source])
+            if not options.dry_run:
+                self._finish_created_tables(ctx)
+                dialect.advance_sequences(
+                    conn, list(self._real_tables([tp.name for tp in self.plan.tables]).values())
+                )
+            status = "completed"
+        except RestoreAborted as exc:
+            status = "cancelled" if exc.cancelled else "error"
+            exc.result = self.result
+            raise
+        except Exception as exc:
+            if not dialect.is_record_error(exc) and not isinstance(exc, sa.exc.DBAPIError):
+                raise
+            raise RestoreAborted(f"the database failed: {dialect.error_message(exc)}", result=self.result) from exc
+        finally:
+            self.result.status = status
+            try:
+                tx.finish()
+            finally:
+                ctx.deferred.close()
+                self.result.rejects_path = rejects.close()
+                dialect.release(conn)
+                self.state.finish(status)  # type: ignore[arg-type]
+                self.report(self.state)
+
+    # -- before the data ---------------------------------------------------------------------
+
+    def _prepare_tables(self, ctx: LoadContext, resume: dict[str, int]) -> set[str]:
+        """Create missing tables, empty tables for `replace`, spot empty ones. Returns the
+        tables that can only be simulated (dry run on an engine without transactional DDL)."""
+        dialect, conn, options = self.dialect, ctx.conn, self.options
+        simulated: set[str] = set()
+        if self.plan.created:
+            if options.dry_run and dialect.name == "mysql":
+                simulated = {tp.source for tp in self.plan.created}
+            else:
+                self._in_transaction(ctx, lambda: self._create_tables(conn))
+        if options.mode == "replace":
+            existing = [tp for tp in self.plan.tables if not tp.create]
+
+            def empty() -> None:
+                for tp in reversed(existing):
+                    dialect.delete_all(conn, tp.target.table)
+
+            self._in_transaction(ctx, empty)
+        elif not resume:
+            for tp in self.plan.tables:
+                if not tp.create and dialect.table_is_empty(conn, tp.target.table):
+                    tp.fresh = True
+        if resume:
+            for tp in self.plan.tables:
+                tp.fresh = False
+        return simulated
+
+    def _in_transaction(self, ctx: LoadContext, work: Callable[[], None]) -> None:
+        ctx.tx.begin()
+        try:
+            work()
+        except Exception:
+            ctx.tx.rollback()
+            raise
+        ctx.tx.commit()
+
+    def _create_tables(self, conn: Any) -> None:
+        schema = _reflect(self.engine, self.dialect)
+        inline_fks = self.dialect.name == "sqlite"
+        tables = [
+            build_table(
+                tp.spec, schema.metadata, self.dialect.name,
+                source_dialect=self.summary.source_dialect, with_foreign_keys=inline_fks,
+            )
+            for tp in self.plan.created
+        ]
+        for table in tables:  # all built first: SQLite's foreign keys may point forward
+            log.info("[restore] creating table %s", table.name)
+            self.dialect.execute(conn, str(CreateTable(table).compile(dialect=self.engine.dialect)))
+
+    # -- the data --------------------------------------------------------------------------
+
+    def _load(self, ctx: LoadContext, resume: dict[str, int], simulated: set[str]) -> None:
+        by_source = {tp.source: tp for tp in self.plan.tables}
+        order = [tp.source for tp in self.plan.tables]
+        with self.file.sections(self.summary.layout) as sections:
+            for section in in_plan_order(sections, order):
+                tp = by_source[section.name]
+                done = resume.get(tp.source, 0)
+                table_result = self.result.tables[tp.source]
+                if done:
+                    table_result.processed = done
+                    self.state.advance(tp.source, done)
+                    if done >= tp.count:
+                        continue
+                self.state.enter_table(tp.source)
+                self.report(self.state)
+                log.info("[restore] table %s -> %s: %d records", tp.source, tp.name, tp.count)
+                ctx.simulate = tp.source in simulated
+                TableLoader(tp, ctx, table_result).run(section, skip=done)
+                ctx.simulate = False
+                log.info(
+                    "[restore] table %s done: %d created, %d updated, %d unchanged, %d failed",
+                    tp.source, table_result.created, table_result.updated,
+                    table_result.unchanged, table_result.failed,
+                )
+
+    # -- after the data ----------------------------------------------------------------------
+
+    def _finish_created_tables(self, ctx: LoadContext) -> None:
+        created = self.plan.created
+        if not created:
+            return
+        tables = self._real_tables([tp.name for tp in self.plan.tables])
+        compile_ = self.engine.dialect
+        for tp in created:
+            table = tables[tp.name]
+            for ix in tp.spec.indexes:
+                log.info("[restore] indexing %s (%s)", tp.name, ", ".join(ix.columns))
+                sql = str(CreateIndex(index(table, ix)).compile(dialect=compile_))
+                self._in_transaction(ctx, lambda sql=sql: self.dialect.execute(ctx.conn, sql))
+            if self.dialect.name == "sqlite":
+                continue  # SQLite's foreign keys were declared with the table
+            for fk in tp.spec.foreign_keys:
+                if fk.ref_table not in tables:
+                    continue
+                self._in_transaction(ctx, lambda fk=fk: self._add_foreign_key(ctx, tp, tables, fk))
+
+    def _add_foreign_key(self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any) -> None:
+        """Drop (and report) rows whose parent does not exist, then add the constraint."""
+        child, parent = tables[tp.name], tables[fk.ref_table].alias("parent")
+        refers = sa.and_(*(parent.c[r] == child.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True)))
+        orphan = sa.and_(*(child.c[c].is_not(None) for c in fk.columns), ~sa.exists().where(refers))
+        dialect = self.engine.dialect
+        rows = self.dialect.execute(ctx.conn, str(sa.select(child).where(orphan).compile(dialect=dialect))).fetchall()
+        if rows:
+            self._reject_orphans(ctx, tp, child, fk, rows)
+            self.dialect.execute(ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
+        constraint = foreign_key(tp.name, fk)
+        child.append_constraint(constraint)
+        self.dialect.execute(ctx.conn, str(AddConstraint(constraint).compile(dialect=dialect)))
+
+    def _reject_orphans(self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]) -> None:
+        names = [str(c.name) for c in child.columns]
+        encoders = [backup_encoder(tp.spec.column(n).type, self.dialect.name) if tp.spec.column(n) else None for n in names]  # type: ignore[union-attr]
+        key_idx = [names.index(k) for k in tp.target.key] if tp.target.key else []
+        parent_source = next((p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table)
+        table_result = self.result.tables[tp.source]
+        for row in rows:
+            values = [enc(v) if enc and v is not None else v for enc, v in zip(encoders, row, strict=True)]
+            record = orjson.loads(orjson.dumps(dict(zip(names, values, strict=True)), default=json_default))
+            fk_values = [record[c] for c in fk.columns]
+            rid = format_key([row[i] for i in key_idx]) if key_idx else "?"
+            reason = f"parent {parent_source}:{format_key(fk_values)} does not exist"
+            message = f"{tp.source}:{rid} - {reason}"
+            self.result.add_error(table_result, message)
+            self.state.add_error(message)
+            ctx.rejects.add(tp.source, record, reason)
+            table_result.created -= 1
+
+    def _real_tables(self, names: list[str]) -> dict[str, sa.Table]:
+        metadata = sa.MetaData()
+        with self.engine.connect() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            metadata.reflect(bind=conn, only=[n for n in names if n in existing])
+        return dict(metadata.tables)
+
+
+def in_plan_order(sections: Iterator[Section], order: list[str]) -> Iterator[Section]:
+    """Yield the sections in `order`; a section that comes too early in the file is spooled to
+    a temporary file until its turn, so files with tables in any order still stream."""
+    wanted = set(order)
+    pending: dict[str, Section] = {}
+    i = 0
+    for section in sections:
+        if section.name not in wanted:
+            continue
+        if section.name != order[i]:
+            pending[section.name] = _spool(section)
+            continue
+        yield section
+        i += 1
+        while i < len(order) and order[i] in pending:
+            yield pending.pop(order[i])
+            i += 1
+    while i < len(order) and order[i] in pending:
+        yield pending.pop(order[i])
+        i += 1
+
+
+def _spool(section: Section) -> Section:
+    spool = tempfile.TemporaryFile()
+    if section.parse is None:
+        for record in section.items:
+            spool.write(orjson.dumps(record) + b"\n")
+    else:
+        for item in section.items:
+            spool.write(item + b"\n")
+    spool.seek(0)
+
+    def lines() -> Iterator[bytes]:
+        with spool:
+            for line in spool:
+                yield line.rstrip(b"\n")
+
+    return Section(section.name, lines(), orjson.loads, section.first_line)
