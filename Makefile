@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m rowvault.demo_script
+	mkdir -p demo
+	$(BIN)/rowvault demo --records 100000 --db demo/demo.db
 
 test: install
 	$(BIN)/python -m pytest

@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 
 from .batching import BatchSizer, Transactions
-from .dialects import Dialect, Outcome, Row
+from .dialects import Dialect, Outcome, Row, Target
 from .errors import RestoreAborted
 from .fileformat import Section
 from .plan import TablePlan
@@ -240,7 +240,7 @@ class TableLoader:
         def attempt(part: list[Row], fresh: bool) -> Outcome:
             return ctx.dialect.write(ctx.conn, self.plan.target, part, fresh=fresh, mode=ctx.mode)
 
-        outcome = bisect(ctx, rows, idxs, errors, attempt, fresh=fresh)
+        outcome = bisect(ctx, rows, idxs, errors, attempt, target=self.plan.target, fresh=fresh)
         self.result.created += outcome.created
         self.result.updated += outcome.updated
         self.result.unchanged += outcome.unchanged
@@ -277,6 +277,7 @@ def bisect(
     errors: dict[int, str],
     attempt: Callable[[list[Row], bool], Outcome],
     *,
+    target: Target | None = None,
     fresh: bool = False,
 ) -> Outcome:
     """Write `rows` in one transaction; if the database refuses it, split until the refused
@@ -296,7 +297,7 @@ def bisect(
             if part_fresh:  # perhaps rows already there: retry as an upsert
                 work.append((part, part_idxs, False))
             elif len(part) == 1:
-                errors[part_idxs[0]] = ctx.dialect.error_message(exc)
+                errors[part_idxs[0]] = ctx.dialect.error_message(exc, target)
             else:
                 mid = len(part) // 2
                 work.append((part[mid:], part_idxs[mid:], False))
@@ -330,7 +331,7 @@ def apply_deferred(plan: TablePlan, ctx: LoadContext, result: TableResult, batch
     while chunk := list(islice(entries, batch)):
         params = [values + key for key, values, _ in chunk]
         errors: dict[int, str] = {}
-        bisect(ctx, params, list(range(len(chunk))), errors, attempt)
+        bisect(ctx, params, list(range(len(chunk))), errors, attempt, target=plan.target)
         for i, reason in sorted(errors.items()):
             key, _, record = chunk[i]
             message = (

@@ -137,10 +137,20 @@ class BackupFile:
                         current = None
                     elif line.startswith(b"{") and (line.endswith(b"}") or line.endswith(b"},")):
                         current.count += 1
+                        if current.keys is not None:  # no column list in the metadata
+                            _collect_keys(current.keys, line)
+                    elif not raw.endswith(b"\n"):
+                        raise BackupFileError(
+                            name,
+                            f"the file ends in the middle of a record after {current.count} "
+                            "records: it is truncated",
+                            line=lineno,
+                            table=current.name,
+                        )
                     else:
                         raise BackupFileError(
-                            name, "expected a record or the end of the table", line=lineno,
-                            table=current.name,
+                            name, "expected a record or the end of the table (the file is damaged)",
+                            line=lineno, table=current.name,
                         )
                 elif closed:
                     if line:
@@ -172,7 +182,11 @@ class BackupFile:
             raise BackupFileError(self.name, "bad table name", line=lineno)
         if table in summary.tables:
             raise BackupFileError(self.name, f"table {table!r} appears twice", line=lineno)
-        summary.tables[table] = TableSummary(table, first_line=lineno + 1)
+        described = ((summary.metadata or {}).get("tables") or {}).get(table)
+        has_columns = isinstance(described, dict) and bool(described.get("columns"))
+        summary.tables[table] = TableSummary(
+            table, first_line=lineno + 1, keys=None if has_columns else set()
+        )
         return summary.tables[table]
 
     def _scan_json(self, summary: FileSummary) -> None:
@@ -230,6 +244,15 @@ class BackupFile:
                 yield _guarded(line_sections(stream, self.name), self.name)
             else:
                 yield _guarded(JsonLayout(stream, self.name).sections(), self.name)
+
+
+def _collect_keys(keys: set[str], line: bytes) -> None:
+    try:
+        record = orjson.loads(line[:-1] if line.endswith(b",") else line)
+    except orjson.JSONDecodeError:
+        return  # the write pass reports it as a record error
+    if isinstance(record, dict):
+        keys.update(record)
 
 
 def _guarded(sections: Iterator[Section], name: str) -> Iterator[Section]:

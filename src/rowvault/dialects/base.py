@@ -127,7 +127,7 @@ class Dialect:
         """True when the database refused the data (constraint, type), not the connection."""
         raise NotImplementedError
 
-    def error_message(self, exc: BaseException) -> str:
+    def error_message(self, exc: BaseException, target: Target | None = None) -> str:
         text = str(exc).strip()
         return text.splitlines()[0] if text else type(exc).__name__
 

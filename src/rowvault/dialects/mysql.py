@@ -20,6 +20,7 @@ _RECORD_ERRORS = {
     1048,  # column cannot be null
     1062,  # duplicate entry
     1136,  # column count does not match
+    1242,  # the unique-key guard of _on_duplicate
     1264,  # out of range
     1265,  # data truncated
     1292,  # incorrect datetime/date/time value
@@ -33,6 +34,8 @@ _RECORD_ERRORS = {
     3819,  # check constraint (MySQL)
     4025,  # check constraint (MariaDB), e.g. json_valid
 }
+_UNIQUE_CONFLICT = 1242  # what the guard in _on_duplicate raises
+_FAIL = sa.literal_column("(SELECT 1 UNION ALL SELECT 2)")
 _JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
 
 
@@ -65,9 +68,12 @@ class MySQLDialect(Dialect):
             return exc.args[0] in _RECORD_ERRORS
         return isinstance(exc, (TypeError, ValueError))  # a value PyMySQL cannot escape
 
-    def error_message(self, exc: BaseException) -> str:
+    def error_message(self, exc: BaseException, target: Target | None = None) -> str:
         if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) >= 2:
-            return str(exc.args[1])
+            text = str(exc.args[1])
+            if exc.args[0] == _UNIQUE_CONFLICT:
+                return "conflicts with another row on a unique key (not the primary key)"
+            return text
         return super().error_message(exc)
 
     def comparable(self, expr: Any, kind: Kind) -> Any:
@@ -79,19 +85,26 @@ class MySQLDialect(Dialect):
             {c: sa.bindparam(f"p_{i}") for i, c in enumerate(target.columns)}
         )
 
+    def _on_duplicate(self, target: Target, stmt: Any, columns: list[str]) -> Any:
+        """ON DUPLICATE KEY UPDATE fires on *any* unique key. The first assignment keeps the
+        row's key if the conflict was on it, and otherwise evaluates a subquery that returns
+        two rows - an error (reported as a unique conflict) instead of silently merging two
+        different records. (NULL would not do: MySQL turns it into 0 for AUTO_INCREMENT.)"""
+        table, first = target.table, target.key[0]
+        same_key = sa.and_(*(table.c[k].is_not_distinct_from(stmt.inserted[k]) for k in target.key))
+        guard = (first, sa.case((same_key, table.c[first]), else_=_FAIL))
+        return stmt.on_duplicate_key_update([guard, *((c, stmt.inserted[c]) for c in columns)])
+
     def upsert_sql(self, target: Target) -> str:
         if "upsert" not in target.statements:
             stmt = self._insert(target)
-            names = target.updatable or target.key[:1]
-            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in names})
+            stmt = self._on_duplicate(target, stmt, target.updatable)
             target.statements["upsert"] = self.compile(stmt)[0]
         return str(target.statements["upsert"])
 
     def skip_sql(self, target: Target) -> str:
         if "skip" not in target.statements:
-            stmt = self._insert(target)
-            key = target.key[0]
-            stmt = stmt.on_duplicate_key_update({key: target.table.c[key]})
+            stmt = self._on_duplicate(target, self._insert(target), [])
             target.statements["skip"] = self.compile(stmt)[0]
         return str(target.statements["skip"])
 

@@ -39,8 +39,8 @@ class PostgreSQLDialect(Dialect):
             return True
         return isinstance(exc, (pgerrors.CardinalityViolation, TypeError, ValueError))
 
-    def error_message(self, exc: BaseException) -> str:
-        text = super().error_message(exc)
+    def error_message(self, exc: BaseException, target: Target | None = None) -> str:
+        text = super().error_message(exc, target)
         diag = getattr(exc, "diag", None)
         detail = getattr(diag, "message_detail", None) if diag else None
         return f"{text} ({detail})" if detail else text

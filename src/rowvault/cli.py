@@ -1,0 +1,236 @@
+"""The `rowvault` command: thin typer commands over the library.
+
+Errors become exit codes in one place (`_errors_to_exit_codes`): 0 success, 1 failed,
+3 finished with record errors. A user never sees a Python traceback for a mistake of theirs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from . import __version__
+from .backup import backup as run_backup
+from .clidisplay import backup_summary, error, plain, progress_bars, restore_summary
+from .errors import ConfirmationRequired, RestoreAborted, RowvaultError, ValidationError
+from .options import MODES, BackupOptions, RestoreOptions
+from .reader import BackupFile
+from .restore import restore as run_restore
+from .restore import validate as run_validate
+
+EXIT_OK, EXIT_FAILED, EXIT_RECORD_ERRORS = 0, 1, 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="rowvault",
+    help="Backup and restore for the data of an application's SQL database.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Db = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="DATABASE_URL",
+        help="SQLAlchemy URL or SQLite file path (default: $DATABASE_URL).",
+        show_default=False,
+    ),
+]
+
+
+def _errors_to_exit_codes(command: F) -> F:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except RestoreAborted as exc:
+            if exc.result is not None:
+                restore_summary(exc.result)
+            error(f"restore stopped: {exc.reason}")
+            raise typer.Exit(EXIT_FAILED) from None
+        except ConfirmationRequired as exc:
+            error(f"{exc.action}; add --yes to confirm")
+            raise typer.Exit(EXIT_FAILED) from None
+        except (RowvaultError, OSError) as exc:
+            error(str(exc))
+            raise typer.Exit(EXIT_FAILED) from None
+        except KeyboardInterrupt:
+            error("interrupted")
+            raise typer.Exit(130) from None
+
+    return run  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        plain(f"rowvault {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show log lines.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def _limits(values: list[str] | None) -> dict[str, int]:
+    limits = {}
+    for value in values or []:
+        table, sep, count = value.partition("=")
+        if not sep or not table.strip() or not count.strip().isdigit():
+            raise typer.BadParameter(f"{value!r}: expected TABLE=N, e.g. audit_logs=1000", param_hint="--limit")
+        limits[table.strip()] = int(count)
+    return limits
+
+
+@app.command()
+@_errors_to_exit_codes
+def backup(
+    db: Db = "",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Backup file; .gz for gzip.")] = Path(
+        "backup.json.gz"
+    ),
+    tables: Annotated[list[str] | None, typer.Option("--tables", help="Only these tables (a,b).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Leave these tables out.")] = None,
+    limit: Annotated[
+        list[str] | None, typer.Option("--limit", help="Keep the N newest rows: TABLE=N (repeatable).")
+    ] = None,
+    no_demo_data: Annotated[
+        bool, typer.Option("--no-demo-data", help="Leave out demo rows (is_demo) and rows referencing them.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Write a backup of every table (parents first, one snapshot) to a file."""
+    options = BackupOptions(
+        tables=_split(tables) or None,
+        exclude=_split(exclude),
+        limits=_limits(limit),
+        include_demo_data=not no_demo_data,
+    )
+    with progress_bars("backup", enabled=not json_output) as bars:
+        result = run_backup(db, output, options=options, progress=bars or _nothing)
+    if json_output:
+        typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        backup_summary(result)
+
+
+def _nothing(progress: Any, /) -> None:
+    pass
+
+
+@app.command()
+@_errors_to_exit_codes
+def restore(
+    file: Annotated[Path, typer.Argument(help="Backup file (.json or .json.gz).", show_default=False)],
+    db: Db = "",
+    mode: Annotated[
+        str, typer.Option("--mode", help=f"One of {', '.join(MODES)}; replace empties the tables first.")
+    ] = "upsert",
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm a destructive mode (replace).")] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", envvar="RESTORE_BATCH_SIZE", help="Records per batch (default: adaptive)."),
+    ] = None,
+    batch_delay_ms: Annotated[
+        int, typer.Option("--batch-delay-ms", envvar="RESTORE_BATCH_DELAY_MS", help="Pause between batches.")
+    ] = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")] = False,
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="Leave out tables and columns the target lacks.")
+    ] = False,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Where failed records go (default: beside the file).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Restore a backup: validate it, then upsert it in batches, parents first."""
+    options = RestoreOptions(
+        mode=mode,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        batch_delay_ms=batch_delay_ms,
+        dry_run=dry_run,
+        skip_unknown=skip_unknown,
+        confirm_replace=yes,
+        rejects_path=rejects,
+    )
+    with progress_bars("restore", enabled=not json_output) as bars:
+        result = run_restore(db, file, options=options, progress=bars or _nothing)
+    if json_output:
+        typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        restore_summary(result)
+    raise typer.Exit(EXIT_OK if result.error_count == 0 else EXIT_RECORD_ERRORS)
+
+
+@app.command()
+@_errors_to_exit_codes
+def validate(
+    file: Annotated[Path, typer.Argument(help="Backup file to check.", show_default=False)],
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="DATABASE_URL", help="Also check that it fits this database.", show_default=False),
+    ] = None,
+) -> None:
+    """Check a backup file (and, with --db, its fit to a database) without writing anything."""
+    summary = BackupFile(file).scan()
+    layout = "rowvault line layout" if summary.layout == "lines" else "generic JSON"
+    plain(
+        f"{summary.name}: a backup ({layout}{', gzip' if summary.compressed else ''}) with "
+        f"{summary.total:,} records in {len(summary.tables)} tables"
+    )
+    for table in summary.tables.values():
+        plain(f"  {table.name}: {table.count:,}")
+    if db:
+        try:
+            plan = run_validate(db, file)
+        except ValidationError as exc:
+            error(str(exc))
+            raise typer.Exit(EXIT_FAILED) from None
+        for warning in plan.warnings:
+            plain(f"warning: {warning}")
+        created = [tp.name for tp in plan.created]
+        plain("it fits the database" + (f"; tables to create: {', '.join(created)}" if created else ""))
+
+
+@app.command()
+@_errors_to_exit_codes
+def demo(
+    records: Annotated[int, typer.Option("--records", help="Records in total.")] = 100_000,
+    db: Annotated[str, typer.Option("--db", help="Where to build it (SQLite path or URL).")] = "rowvault-demo.db",
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Only build the demo database.")] = False,
+) -> None:
+    """Build the demo database; without --no-serve, also back it up and restore it."""
+    from .demo import build_demo
+    from .demo_tour import tour
+
+    plain(f"building a demo database with {records:,} records in {db}")
+    sizes = build_demo(db, records)
+    plain(", ".join(f"{name} {n:,}" for name, n in sizes.items()))
+    if not no_serve:
+        tour(db)
+
+
+def main() -> None:
+    app()

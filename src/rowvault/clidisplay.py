@@ -1,0 +1,128 @@
+"""What the CLI draws: rich progress bars fed by the engine's progress record, and the
+summary tables printed when a command ends. Everything goes to stderr, so `--json` output on
+stdout stays clean."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress as Bars,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .progress import Progress
+from .results import BackupResult, RestoreResult
+
+console = Console(stderr=True, highlight=False)
+MAX_ERRORS_SHOWN = 20
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rec/s" if speed else "", style="progress.data.speed")
+
+
+class ProgressBars:
+    """A progress callback that draws an overall bar and one bar per table."""
+
+    def __init__(self, bars: Bars, label: str) -> None:
+        self.bars = bars
+        self.label = label
+        self.overall: TaskID | None = None
+        self.tables: dict[str, TaskID] = {}
+
+    def __call__(self, progress: Progress, /) -> None:
+        bars = self.bars
+        if self.overall is None:
+            self.overall = bars.add_task(self.label, total=progress.total or None)
+        bars.update(self.overall, completed=progress.processed, total=progress.total or None)
+        for name, count in progress.counts.items():
+            if name not in self.tables:
+                if count.processed == 0 and name != progress.model:
+                    continue
+                self.tables[name] = bars.add_task(f"  {name}", total=count.total or None)
+            bars.update(self.tables[name], completed=count.processed, total=count.total or None)
+
+
+@contextmanager
+def progress_bars(label: str, *, enabled: bool = True) -> Iterator[ProgressBars | None]:
+    if not enabled:
+        yield None
+        return
+    bars = Bars(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with bars:
+        yield ProgressBars(bars, label)
+
+
+def restore_summary(result: RestoreResult) -> None:
+    title = "dry run - nothing was written" if result.dry_run else "restore"
+    table = Table(title=f"{title}: {result.database}", title_justify="left")
+    for column in ("table", "target", "records", "created", "updated", "unchanged", "failed"):
+        table.add_column(column, justify="left" if column in ("table", "target") else "right")
+    for t in result.tables.values():
+        target = t.target + (" (new)" if t.created_table else "")
+        table.add_row(
+            t.table, target, f"{t.total:,}", f"{t.created:,}", f"{t.updated:,}",
+            f"{t.unchanged:,}", Text(f"{t.failed:,}", style="red" if t.failed else ""),
+        )
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True)
+    if result.skipped_tables:
+        console.print(f"left out (not in the target): {', '.join(result.skipped_tables)}")
+    for name, columns in result.skipped_columns.items():
+        console.print(f"left out of {name}: {', '.join(columns)}")
+    if result.error_count:
+        console.print(Text(f"{result.error_count:,} record error(s):", style="bold red"))
+        for message in result.errors[:MAX_ERRORS_SHOWN]:
+            console.print(Text(f"  {message}"))
+        if result.error_count > MAX_ERRORS_SHOWN:
+            console.print(f"  ... and {result.error_count - MAX_ERRORS_SHOWN:,} more")
+    if result.rejects_path:
+        console.print(f"rejected records written to {result.rejects_path}")
+    rate = result.processed / result.seconds if result.seconds else 0
+    console.print(
+        f"{result.processed:,} of {result.total:,} records in {result.seconds:.1f}s ({rate:,.0f}/s)"
+    )
+
+
+def backup_summary(result: BackupResult) -> None:
+    rate = result.total / result.seconds if result.seconds else 0
+    console.print(
+        f"backed up {result.total:,} records from {len(result.tables)} tables to {result.path} "
+        f"({result.bytes_written / 1e6:,.1f} MB uncompressed) in {result.seconds:.1f}s ({rate:,.0f}/s)"
+    )
+
+
+def error(message: str) -> None:
+    console.print(Text("error: ", style="bold red") + Text(message))
+
+
+def plain(message: Any) -> None:
+    console.print(message)

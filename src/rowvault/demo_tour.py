@@ -1,0 +1,33 @@
+"""What `rowvault demo` shows after building the demo database: a backup and a restore of
+it into a fresh database, with the progress bars and summaries a user will see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backup import backup
+from .clidisplay import backup_summary, plain, progress_bars, restore_summary
+from .database import is_url
+from .restore import restore
+
+
+def tour(db: str) -> None:
+    folder = Path(db).resolve().parent if not is_url(db) else Path.cwd()
+    backup_file = folder / "demo-backup.json.gz"
+    restored = folder / "demo-restored.db"
+    restored.unlink(missing_ok=True)
+    plain(f"\nbacking up {db} to {backup_file}")
+    with progress_bars("backup") as bars:
+        assert bars is not None
+        written = backup(db, backup_file, progress=bars)
+    backup_summary(written)
+    plain(f"\nrestoring {backup_file.name} into a new database, {restored}")
+    with progress_bars("restore") as bars:
+        assert bars is not None
+        result = restore(restored, backup_file, progress=bars)
+    restore_summary(result)
+    plain(f"\nagain, into the same database: every record is already there")
+    with progress_bars("restore") as bars:
+        assert bars is not None
+        again = restore(restored, backup_file, progress=bars)
+    restore_summary(again)
