@@ -121,8 +121,8 @@ def backup_summary(result: BackupResult) -> None:
 
 
 def error(message: str) -> None:
-    console.print(Text("error: ", style="bold red") + Text(message))
+    console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
 
 
 def plain(message: Any) -> None:
-    console.print(message)
+    console.print(message, soft_wrap=True)

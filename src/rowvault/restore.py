@@ -169,7 +169,8 @@ class _Run:
             simulated = self._prepare_tables(ctx, resume)
             self._load(ctx, resume, simulated)
             for tp in self.plan.tables:
-                apply_deferred(tp, ctx, self.result.tables[tp.source])
+                if tp.source not in simulated:
+                    apply_deferred(tp, ctx, self.result.tables[tp.source])
             if not options.dry_run:
                 self._finish_created_tables(ctx)
                 dialect.advance_sequences(
@@ -211,6 +212,10 @@ class _Run:
             existing = [tp for tp in self.plan.tables if not tp.create]
 
             def empty() -> None:
+                for tp in existing:  # cycles first: their held-back keys would block deletes
+                    held = [c for d in tp.deferrals for c in d.columns]
+                    if held:
+                        dialect.clear_columns(conn, tp.target.table, held)
                 for tp in reversed(existing):
                     dialect.delete_all(conn, tp.target.table)
 

@@ -250,6 +250,10 @@ class Dialect:
     def run_updates(self, conn: Any, sql: str, params: list[Row]) -> None:
         conn.cursor().executemany(sql, params)
 
+    def clear_columns(self, conn: Any, table: sa.Table, columns: Sequence[str]) -> None:
+        sets = ", ".join(f"{self.quote(c)} = NULL" for c in columns)
+        self.execute(conn, f"UPDATE {self.qualified(table)} SET {sets}")
+
     def delete_all(self, conn: Any, table: sa.Table) -> None:
         self.execute(conn, f"DELETE FROM {self.qualified(table)}")
 

@@ -35,7 +35,6 @@ _RECORD_ERRORS = {
     4025,  # check constraint (MariaDB), e.g. json_valid
 }
 _UNIQUE_CONFLICT = 1242  # what the guard in _on_duplicate raises
-_FAIL = sa.literal_column("(SELECT 1 UNION ALL SELECT 2)")
 _JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
 
 
@@ -92,7 +91,9 @@ class MySQLDialect(Dialect):
         different records. (NULL would not do: MySQL turns it into 0 for AUTO_INCREMENT.)"""
         table, first = target.table, target.key[0]
         same_key = sa.and_(*(table.c[k].is_not_distinct_from(stmt.inserted[k]) for k in target.key))
-        guard = (first, sa.case((same_key, table.c[first]), else_=_FAIL))
+        ref = f"{self.quote(table.name)}.{self.quote(first)}"
+        fail = sa.literal_column(f"(SELECT {ref} UNION ALL SELECT {ref})")  # same type as the key
+        guard = (first, sa.case((same_key, table.c[first]), else_=fail))
         return stmt.on_duplicate_key_update([guard, *((c, stmt.inserted[c]) for c in columns)])
 
     def upsert_sql(self, target: Target) -> str:
