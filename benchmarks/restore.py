@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
-PG_ADMIN = os.environ.get("ROWVAULT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN = os.environ.get(
+    "ROWVAULT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 TARGETS = {"sqlite-empty": 0.6, "pg-empty": 0.5}
 RSS_LIMIT_MB = 150
 
@@ -60,7 +62,10 @@ def prepare(records: int) -> tuple[Path, Path]:
         started = time.perf_counter()
         rowvault.backup(source, backup)
         seconds = time.perf_counter() - started
-        print(f"backup: {records / seconds:,.0f} records/s, {backup.stat().st_size / 1e6:.1f} MB", flush=True)
+        print(
+            f"backup: {records / seconds:,.0f} records/s, {backup.stat().st_size / 1e6:.1f} MB",
+            flush=True,
+        )
     return source, backup
 
 
@@ -116,7 +121,11 @@ def phase_pg_bound(source: Path, url: str) -> dict[str, Any]:
     conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name in ORDER:
-            ddl = str(CreateTable(metadata.tables[name], include_foreign_key_constraints=[]).compile(dialect=dialect))
+            ddl = str(
+                CreateTable(metadata.tables[name], include_foreign_key_constraints=[]).compile(
+                    dialect=dialect
+                )
+            )
             conn.execute(ddl)
         started = time.perf_counter()
         for name in ORDER:
@@ -172,9 +181,21 @@ def child(args: argparse.Namespace) -> None:
 
 def run_phase(phase: str, source: Path, backup: Path, target: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", phase, "--source", str(source), "--backup", str(backup),
-         "--target", target],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            phase,
+            "--source",
+            str(source),
+            "--backup",
+            str(backup),
+            "--target",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -200,7 +221,9 @@ def pg_database(admin: str) -> tuple[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--child")

@@ -20,7 +20,11 @@ SERVERS = {
         "ROWVAULT_TEST_POSTGRES_URL",
         "postgresql+psycopg://postgres@127.0.0.1:5432/test",
     ),
-    "mysql": ("MariaDB/MySQL", "ROWVAULT_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+    "mysql": (
+        "MariaDB/MySQL",
+        "ROWVAULT_TEST_MYSQL_URL",
+        "mysql+pymysql://root@127.0.0.1:3306/test",
+    ),
 }
 ENGINES = ["sqlite", "postgresql", "mysql"]
 _reachable: dict[str, str | None] = {}

@@ -28,7 +28,10 @@ def dump(url: str, *, portable: bool = False, json_columns: set[str] = frozenset
             rows = conn.execute(sa.select(table)).fetchall()
             cols = [c.name for c in table.columns]
             normalized = [
-                tuple(_value(v, portable, f"{name}.{c}" in json_columns) for v, c in zip(row, cols, strict=True))
+                tuple(
+                    _value(v, portable, f"{name}.{c}" in json_columns)
+                    for v, c in zip(row, cols, strict=True)
+                )
                 for row in rows
             ]
             out[str(name)] = sorted(normalized, key=repr)
@@ -45,7 +48,9 @@ def _value(value: Any, portable: bool, is_json: bool) -> Any:
     if not portable:
         return value
     if isinstance(value, datetime):
-        return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).replace(tzinfo=None)
+        return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).replace(
+            tzinfo=None
+        )
     if isinstance(value, time):
         return value.replace(tzinfo=None)
     if isinstance(value, uuid.UUID):

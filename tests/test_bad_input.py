@@ -12,9 +12,8 @@ import pytest
 import rowvault
 from rowvault import BackupFileError, ValidationError
 from rowvault.demo import build_demo
-from rowvault.fileformat import REJECT_REASON_KEY
 
-from .backupfiles import read_backup, write_backup, write_json
+from .backupfiles import write_json
 from .dbdump import dump
 
 
@@ -130,13 +129,17 @@ def test_a_missing_file_is_refused(target: str, tmp_path: Path) -> None:
     refused(target, tmp_path / "nowhere.json", BackupFileError, "no such file")
 
 
-def test_skip_unknown_restores_the_rest_and_reports_what_it_left_out(target: str, tmp_path: Path) -> None:
+def test_skip_unknown_restores_the_rest_and_reports_what_it_left_out(
+    target: str, tmp_path: Path
+) -> None:
     path = write_json(
         tmp_path / "extra.json",
-        {"invoices": [{"id": 1}], "daily_metrics": [{"day": "2030-01-01", "metric": "x", "value": 1.5, "mood": "ok"}]},
+        {
+            "invoices": [{"id": 1}],
+            "daily_metrics": [{"day": "2030-01-01", "metric": "x", "value": 1.5, "mood": "ok"}],
+        },
     )
     result = rowvault.restore(target, path, skip_unknown=True)
     assert result.skipped_tables == ["invoices"]
     assert result.skipped_columns == {"daily_metrics": ["mood"]}
     assert result.tables["daily_metrics"].created == 1
-

@@ -112,17 +112,23 @@ def test_bad_records_are_reported_and_rejected_and_the_rest_written(
 
     assert result.rejects_path is not None
     _, rejected = read_backup(result.rejects_path)
-    rejected_ids = {record_id(t, {k: v for k, v in r.items() if k != REJECT_REASON_KEY})
-                    for t, rs in rejected.items() for r in rs}
+    rejected_ids = {
+        record_id(t, {k: v for k, v in r.items() if k != REJECT_REASON_KEY})
+        for t, rs in rejected.items()
+        for r in rs
+    }
     assert rejected_ids == expected
     assert all(r[REJECT_REASON_KEY] for rs in rejected.values() for r in rs)
 
 
-def test_one_bad_record_in_a_big_batch_does_not_stop_the_batch(make_db, engine_kind: str, tmp_path: Path) -> None:
+def test_one_bad_record_in_a_big_batch_does_not_stop_the_batch(
+    make_db, engine_kind: str, tmp_path: Path
+) -> None:
     target = make_db(engine_kind)
     engine = sa.create_engine(target)
     table = sa.Table(
-        "things", sa.MetaData(),
+        "things",
+        sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("code", sa.String(20), nullable=False, unique=True),
     )

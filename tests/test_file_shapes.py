@@ -27,7 +27,9 @@ def same(a: str, b: str) -> bool:
     return dump(a, json_columns=JSON_COLUMNS) == dump(b, json_columns=JSON_COLUMNS)
 
 
-def test_a_file_with_tables_in_reverse_order_restores(make_db, engine_kind: str, tmp_path: Path) -> None:
+def test_a_file_with_tables_in_reverse_order_restores(
+    make_db, engine_kind: str, tmp_path: Path
+) -> None:
     source, target = make_db(engine_kind), make_db(engine_kind)
     build_demo(source, 1500)
     rowvault.backup(source, tmp_path / "b.json")
@@ -67,13 +69,36 @@ def test_an_old_style_gzip_file_without_metadata_restores(make_db, tmp_path: Pat
     target = make_db("sqlite")
     demo_metadata.create_all(_engine(target))
     users = [
-        {"id": 1, "email": "a@example.com", "name": "Ada", "role": "owner", "isDemo": False,
-         "createdAt": "2024-05-01T10:00:00.000Z", "settings": {"theme": "dark"}},
-        {"id": 2, "email": "b@example.com", "name": "Bo", "role": "staff", "isDemo": True,
-         "createdAt": "2024-05-02T10:00:00.000Z", "settings": None},
+        {
+            "id": 1,
+            "email": "a@example.com",
+            "name": "Ada",
+            "role": "owner",
+            "isDemo": False,
+            "createdAt": "2024-05-01T10:00:00.000Z",
+            "settings": {"theme": "dark"},
+        },
+        {
+            "id": 2,
+            "email": "b@example.com",
+            "name": "Bo",
+            "role": "staff",
+            "isDemo": True,
+            "createdAt": "2024-05-02T10:00:00.000Z",
+            "settings": None,
+        },
     ]
-    businesses = [{"id": 7, "ownerId": 1, "name": "Café", "slug": "cafe", "isDemo": False,
-                   "createdAt": "2024-05-03T10:00:00Z", "updatedAt": "2024-05-03T10:00:00Z"}]
+    businesses = [
+        {
+            "id": 7,
+            "ownerId": 1,
+            "name": "Café",
+            "slug": "cafe",
+            "isDemo": False,
+            "createdAt": "2024-05-03T10:00:00Z",
+            "updatedAt": "2024-05-03T10:00:00Z",
+        }
+    ]
     path = tmp_path / "old.json.gz"
     document: dict[str, Any] = {"businesses": businesses, "users": users}
     path.write_bytes(gzip.compress(json.dumps(document).encode()))
@@ -82,7 +107,10 @@ def test_an_old_style_gzip_file_without_metadata_restores(make_db, tmp_path: Pat
 
     assert result.success, result.errors
     rows = dump(target)
-    assert [r[:3] for r in rows["users"]] == [(1, "a@example.com", "Ada"), (2, "b@example.com", "Bo")]
+    assert [r[:3] for r in rows["users"]] == [
+        (1, "a@example.com", "Ada"),
+        (2, "b@example.com", "Bo"),
+    ]
     assert rows["businesses"][0][:3] == (7, 1, "Café")
 
 

@@ -1,16 +1,16 @@
 """rowvault: backup and restore for the data of an application's SQL database.
 
-    import rowvault
-    rowvault.backup("app.db", "backup.json.gz")
-    result = rowvault.restore("postgresql://localhost/app", "backup.json.gz")
+import rowvault
+rowvault.backup("app.db", "backup.json.gz")
+result = rowvault.restore("postgresql://localhost/app", "backup.json.gz")
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .backup import backup  # noqa: E402
-from .errors import (  # noqa: E402
+from .backup import backup
+from .errors import (
     BackupAborted,
     BackupFileError,
     ConfirmationRequired,
@@ -20,10 +20,10 @@ from .errors import (  # noqa: E402
     RowvaultError,
     ValidationError,
 )
-from .options import BackupOptions, RestoreOptions  # noqa: E402
-from .progress import Progress  # noqa: E402
-from .restore import restore, validate  # noqa: E402
-from .results import BackupResult, RestoreResult, TableResult  # noqa: E402
+from .options import BackupOptions, RestoreOptions
+from .progress import Progress
+from .restore import restore, validate
+from .results import BackupResult, RestoreResult, TableResult
 
 __all__ = [
     "BackupAborted",

@@ -99,7 +99,9 @@ def _limits(values: list[str] | None) -> dict[str, int]:
     for value in values or []:
         table, sep, count = value.partition("=")
         if not sep or not table.strip() or not count.strip().isdigit():
-            raise typer.BadParameter(f"{value!r}: expected TABLE=N, e.g. audit_logs=1000", param_hint="--limit")
+            raise typer.BadParameter(
+                f"{value!r}: expected TABLE=N, e.g. audit_logs=1000", param_hint="--limit"
+            )
         limits[table.strip()] = int(count)
     return limits
 
@@ -108,16 +110,24 @@ def _limits(values: list[str] | None) -> dict[str, int]:
 @_errors_to_exit_codes
 def backup(
     db: Db = "",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Backup file; .gz for gzip.")] = Path(
-        "backup.json.gz"
-    ),
-    tables: Annotated[list[str] | None, typer.Option("--tables", help="Only these tables (a,b).")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Leave these tables out.")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Backup file; .gz for gzip.")
+    ] = Path("backup.json.gz"),
+    tables: Annotated[
+        list[str] | None, typer.Option("--tables", help="Only these tables (a,b).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Leave these tables out.")
+    ] = None,
     limit: Annotated[
-        list[str] | None, typer.Option("--limit", help="Keep the N newest rows: TABLE=N (repeatable).")
+        list[str] | None,
+        typer.Option("--limit", help="Keep the N newest rows: TABLE=N (repeatable)."),
     ] = None,
     no_demo_data: Annotated[
-        bool, typer.Option("--no-demo-data", help="Leave out demo rows (is_demo) and rows referencing them.")
+        bool,
+        typer.Option(
+            "--no-demo-data", help="Leave out demo rows (is_demo) and rows referencing them."
+        ),
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -143,25 +153,42 @@ def _nothing(progress: Any, /) -> None:
 @app.command()
 @_errors_to_exit_codes
 def restore(
-    file: Annotated[Path, typer.Argument(help="Backup file (.json or .json.gz).", show_default=False)],
+    file: Annotated[
+        Path, typer.Argument(help="Backup file (.json or .json.gz).", show_default=False)
+    ],
     db: Db = "",
     mode: Annotated[
-        str, typer.Option("--mode", help=f"One of {', '.join(MODES)}; replace empties the tables first.")
+        str,
+        typer.Option(
+            "--mode", help=f"One of {', '.join(MODES)}; replace empties the tables first."
+        ),
     ] = "upsert",
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm a destructive mode (replace).")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm a destructive mode (replace).")
+    ] = False,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", envvar="RESTORE_BATCH_SIZE", help="Records per batch (default: adaptive)."),
+        typer.Option(
+            "--batch-size",
+            envvar="RESTORE_BATCH_SIZE",
+            help="Records per batch (default: adaptive).",
+        ),
     ] = None,
     batch_delay_ms: Annotated[
-        int, typer.Option("--batch-delay-ms", envvar="RESTORE_BATCH_DELAY_MS", help="Pause between batches.")
+        int,
+        typer.Option(
+            "--batch-delay-ms", envvar="RESTORE_BATCH_DELAY_MS", help="Pause between batches."
+        ),
     ] = 0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")
+    ] = False,
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Leave out tables and columns the target lacks.")
     ] = False,
     rejects: Annotated[
-        Path | None, typer.Option("--rejects", help="Where failed records go (default: beside the file).")
+        Path | None,
+        typer.Option("--rejects", help="Where failed records go (default: beside the file)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -190,7 +217,12 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Backup file to check.", show_default=False)],
     db: Annotated[
         str | None,
-        typer.Option("--db", envvar="DATABASE_URL", help="Also check that it fits this database.", show_default=False),
+        typer.Option(
+            "--db",
+            envvar="DATABASE_URL",
+            help="Also check that it fits this database.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Check a backup file (and, with --db, its fit to a database) without writing anything."""
@@ -211,15 +243,22 @@ def validate(
         for warning in plan.warnings:
             plain(f"warning: {warning}")
         created = [tp.name for tp in plan.created]
-        plain("it fits the database" + (f"; tables to create: {', '.join(created)}" if created else ""))
+        plain(
+            "it fits the database"
+            + (f"; tables to create: {', '.join(created)}" if created else "")
+        )
 
 
 @app.command()
 @_errors_to_exit_codes
 def demo(
     records: Annotated[int, typer.Option("--records", help="Records in total.")] = 100_000,
-    db: Annotated[str, typer.Option("--db", help="Where to build it (SQLite path or URL).")] = "rowvault-demo.db",
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="Only build the demo database.")] = False,
+    db: Annotated[
+        str, typer.Option("--db", help="Where to build it (SQLite path or URL).")
+    ] = "rowvault-demo.db",
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Only build the demo database.")
+    ] = False,
 ) -> None:
     """Build the demo database; without --no-serve, also back it up and restore it."""
     from .demo import build_demo

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress as Bars,
     ProgressColumn,
     Task,
     TaskID,
@@ -20,6 +19,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+)
+from rich.progress import (
+    Progress as Bars,
 )
 from rich.table import Table
 from rich.text import Text
@@ -88,8 +90,13 @@ def restore_summary(result: RestoreResult) -> None:
     for t in result.tables.values():
         target = t.target + (" (new)" if t.created_table else "")
         table.add_row(
-            t.table, target, f"{t.total:,}", f"{t.created:,}", f"{t.updated:,}",
-            f"{t.unchanged:,}", Text(f"{t.failed:,}", style="red" if t.failed else ""),
+            t.table,
+            target,
+            f"{t.total:,}",
+            f"{t.created:,}",
+            f"{t.updated:,}",
+            f"{t.unchanged:,}",
+            Text(f"{t.failed:,}", style="red" if t.failed else ""),
         )
     console.print(table)
     for warning in result.warnings:

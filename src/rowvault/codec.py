@@ -401,10 +401,17 @@ class Decoder:
     convert: Callable[[Any], Any] | None = None
     lenient: Callable[[Any], Any] | None = None
     any_type: bool = field(default=False)
+    column: Callable[[Sequence[Any]], Sequence[Any]] | None = None
+    """Optional whole-column shortcut for the common case; raises to fall back."""
 
     def decode_column(self, values: Sequence[Any]) -> tuple[Sequence[Any], dict[int, str]]:
         """Convert one column of a batch; bad values come back as {row index: reason}."""
         if self.any_type or set(map(type, values)) - {NoneType} <= self.accepted:
+            if self.column is not None:
+                try:
+                    return self.column(values), {}
+                except (ValueError, TypeError, OverflowError, ArithmeticError):
+                    pass
             convert = self.convert
             if convert is None:
                 return values, {}
@@ -440,6 +447,36 @@ def _decoder(
     return Decoder(frozenset(accepted), convert, lenient)
 
 
+def _present(values: Sequence[Any]) -> list[Any]:
+    return [v for v in values if v is not None] if None in values else list(values)
+
+
+def _valid_dates(values: Sequence[Any]) -> Sequence[Any]:
+    """Dates already written as YYYY-MM-DD pass unchanged."""
+    present = _present(values)
+    list(map(date.fromisoformat, present))
+    if any(len(v) != 10 for v in present):
+        raise ValueError("not in the plain form")
+    return values
+
+
+def _datetime_column(dialect: str, timezone: bool) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """Datetimes that are already in the form the target stores pass unchanged (checked)."""
+
+    def check(values: Sequence[Any]) -> Sequence[Any]:
+        present = _present(values)
+        parsed = list(map(datetime.fromisoformat, present))
+        if dialect == "postgresql" and timezone:
+            return values  # PostgreSQL reads every ISO 8601 form itself
+        if any(p.tzinfo is not None for p in parsed):
+            raise ValueError("offsets to convert")
+        if dialect == "sqlite" and any(len(v) != 26 or v[10] != " " for v in present):
+            raise ValueError("not in SQLAlchemy's storage form")
+        return values
+
+    return check
+
+
 def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None) -> Decoder:
     """How a target column of `dialect` takes values written from a `source` column."""
     kind = target.kind
@@ -455,13 +492,16 @@ def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None)
         return _decoder({bool}, None, _as_bool)
     if kind == "date":
         writer = lambda v: _parse_date(v).isoformat()  # noqa: E731
-        return _decoder({str}, writer, _epoch_or(writer) if dialect == "sqlite" else writer)
+        lenient = _epoch_or(writer) if dialect == "sqlite" else writer
+        return Decoder(frozenset({str}), writer, lenient, column=_valid_dates)
     if kind == "time":
         writer = _time_writer(dialect)
         return _decoder({str}, writer, writer)
     if kind == "datetime":
         writer = _datetime_writer(dialect, target.timezone)
-        return _decoder({str}, writer, _epoch_or(writer) if dialect == "sqlite" else writer)
+        lenient = _epoch_or(writer) if dialect == "sqlite" else writer
+        column = _datetime_column(dialect, target.timezone)
+        return Decoder(frozenset({str}), writer, lenient, column=column)
     if kind == "bytes":
         return _decoder({str}, _from_base64, _from_base64)
     if kind == "json":

@@ -26,7 +26,7 @@ def tour(db: str) -> None:
         assert bars is not None
         result = restore(restored, backup_file, progress=bars)
     restore_summary(result)
-    plain(f"\nagain, into the same database: every record is already there")
+    plain("\nagain, into the same database: every record is already there")
     with progress_bars("restore") as bars:
         assert bars is not None
         again = restore(restored, backup_file, progress=bars)

@@ -23,6 +23,7 @@ import gzip
 import io
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -32,11 +33,14 @@ from typing import IO, Any, BinaryIO
 import orjson
 
 from .errors import BackupFileError
+from .linelayout import line_reader, records, table_name
 
 FORMAT = "rowvault"
 FORMAT_VERSION = 1
 GZIP_MAGIC = b"\x1f\x8b"
 METADATA_PREFIX = b'{"metadata":'
+READ_ERRORS = (EOFError, OSError, zlib.error)
+"""What reading a damaged or truncated (gzip) file raises."""
 REJECT_REASON_KEY = "_rowvault_error"
 """Key beside each record of a rejects file; restores ignore it."""
 
@@ -74,9 +78,7 @@ class BackupWriter:
             raw = dest
         self._raw = raw
         self._out: IO[bytes] = (
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0)
-            if compress
-            else raw
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0) if compress else raw
         )
         self._first_record = True
         self._in_table = False
@@ -150,13 +152,61 @@ def open_stream(source: Source) -> tuple[IO[bytes], bool]:
         raw = source
     head = _peek(raw, 2)
     if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), True
+        owned = isinstance(source, (str, os.PathLike))
+        return io.BufferedReader(GunzipStream(raw, close_source=owned), buffer_size=1 << 20), True
     if name.endswith(".gz") and head:
         text = head + _peek(raw, 16)[2:]
         if not text.lstrip().startswith(b"{"):
             raw.close()
             raise BackupFileError(name, "not a gzip file and not JSON: the file is not a backup")
     return raw, False
+
+
+class GunzipStream(io.RawIOBase):
+    """gzip decompression in large steps (the standard GzipFile feeds zlib 8 KB at a time).
+
+    zlib checks each member's CRC and length; several members in a row are read as one
+    stream, as gzip does; input that ends inside a member raises EOFError."""
+
+    def __init__(self, raw: IO[bytes], *, close_source: bool, chunk: int = 1 << 18) -> None:
+        self._raw = raw
+        self._close_source = close_source
+        self._chunk = chunk
+        self._zlib = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._in_member = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer)
+        while True:
+            if self._pending:
+                out = self._zlib.decompress(self._pending, size)
+                self._pending = self._zlib.unconsumed_tail
+                if self._zlib.eof:  # a member ended; another may follow
+                    self._pending = self._zlib.unused_data + self._pending
+                    self._zlib = zlib.decompressobj(wbits=31)
+                    self._in_member = False
+                if out:
+                    buffer[: len(out)] = out
+                    return len(out)
+                continue
+            data = self._raw.read(self._chunk)
+            if not data:
+                if self._in_member:
+                    raise EOFError(
+                        "Compressed file ended before the end-of-stream marker was reached"
+                    )
+                return 0
+            self._in_member = True
+            self._pending = data
+
+    def close(self) -> None:
+        if self._close_source and not self.closed:
+            self._raw.close()
+        super().close()
 
 
 def _peek(raw: IO[bytes], n: int) -> bytes:
@@ -211,33 +261,23 @@ def read_metadata_line(first: bytes) -> dict[str, Any] | None:
     return metadata
 
 
-def line_sections(stream: IO[bytes], name: str) -> Iterator[Section]:
+def line_sections(stream: IO[bytes], name: str, *, compressed: bool) -> Iterator[Section]:
     """The sections of a file in rowvault's line layout (its metadata line already read)."""
-    lines = enumerate(stream, start=2)
-    for lineno, raw in lines:
-        line = raw.strip()
+    reader = line_reader(
+        stream, name, compressed=compressed, translate=lambda exc: read_failure(name, exc)
+    )
+    while (item := reader.line()) is not None:
+        line, _ = item
         if line in (b"}", b""):
             continue
         if not line.endswith(b":["):
-            raise BackupFileError(name, f"expected a table, found {_show(line)}", line=lineno)
-        try:
-            table = orjson.loads(line[:-2].lstrip(b","))
-        except orjson.JSONDecodeError:
-            table = None
-        if not isinstance(table, str):
-            raise BackupFileError(name, f"bad table name {_show(line[:-2])}", line=lineno)
-        section = Section(table, _line_records(lines), orjson.loads, first_line=lineno + 1)
+            raise BackupFileError(
+                name, f"expected a table, found {_show(line)}", line=reader.lineno - 1
+            )
+        table = table_name(line, name, reader.lineno - 1)
+        section = Section(table, records(reader, table), orjson.loads, first_line=reader.lineno)
         yield section
-        for _ in section.items:
-            pass
-
-
-def _line_records(lines: Iterator[tuple[int, bytes]]) -> Iterator[bytes]:
-    for _, raw in lines:
-        line = raw.rstrip()
-        if line.startswith(b"]"):
-            return
-        yield line[:-1] if line.endswith(b",") else line
+        deque(section.items, maxlen=0)
 
 
 def _show(data: bytes) -> str:

@@ -44,7 +44,9 @@ def plan_order(tables: Sequence[str], edges: Sequence[Edge]) -> Order:
     return Order(_topological(tables, kept, position), frozenset(deferred))
 
 
-def _topological(tables: Sequence[str], edges: Sequence[Edge], position: dict[str, int]) -> list[str]:
+def _topological(
+    tables: Sequence[str], edges: Sequence[Edge], position: dict[str, int]
+) -> list[str]:
     waiting = {name: 0 for name in tables}
     children: dict[str, list[str]] = {name: [] for name in tables}
     for e in edges:
@@ -65,9 +67,7 @@ def _topological(tables: Sequence[str], edges: Sequence[Edge], position: dict[st
     return order
 
 
-def _break_cycle(
-    component: set[str], edges: Sequence[Edge], position: dict[str, int]
-) -> set[Edge]:
+def _break_cycle(component: set[str], edges: Sequence[Edge], position: dict[str, int]) -> set[Edge]:
     """Pick the edges to defer inside one strongly connected component."""
     inner = [e for e in edges if e.child in component and e.parent in component]
     inner = [e for e in inner if e.child != e.parent]

@@ -9,6 +9,7 @@ layout are parsed incrementally, collecting each table's column names.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import orjson
 from .errors import BackupFileError
 from .fileformat import (
     FORMAT_VERSION,
+    READ_ERRORS,
     REJECT_REASON_KEY,
     Section,
     Source,
@@ -29,10 +31,11 @@ from .fileformat import (
     source_name,
 )
 from .jsonlayout import JsonLayout
+from .linelayout import check_region, line_reader, split_region, table_name
 from .schema import TableSpec
 
 Layout = Literal["lines", "json"]
-_READ_ERRORS = (EOFError, OSError)
+_READ_ERRORS = READ_ERRORS
 
 
 @dataclass
@@ -86,7 +89,7 @@ class BackupFile:
 
     @contextmanager
     def _open(self) -> Iterator[tuple[IO[bytes], bool]]:
-        if not isinstance(self.source, (str, bytes)) and hasattr(self.source, "seek"):
+        if not isinstance(self.source, (str, os.PathLike)):
             self.source.seek(0)
         try:
             stream, compressed = open_stream(self.source)
@@ -95,9 +98,7 @@ class BackupFile:
         try:
             yield stream, compressed
         finally:
-            if isinstance(self.source, (str, bytes)) or not hasattr(self.source, "seek"):
-                stream.close()
-            elif stream is not self.source:
+            if stream is not self.source:
                 with suppress(Exception):
                     stream.close()
 
@@ -126,60 +127,33 @@ class BackupFile:
 
     def _scan_lines(self, stream: IO[bytes], summary: FileSummary) -> None:
         name = self.name
-        current: TableSummary | None = None
+        reader = line_reader(
+            stream, name, compressed=summary.compressed, translate=lambda e: read_failure(name, e)
+        )
         closed = False
-        lineno = 1
-        try:
-            for lineno, raw in enumerate(stream, start=2):  # noqa: B007 - used after the loop
-                line = raw.strip()
-                if current is not None:
-                    if line.startswith(b"]"):
-                        current = None
-                    elif line.startswith(b"{") and (line.endswith(b"}") or line.endswith(b"},")):
-                        current.count += 1
-                        if current.keys is not None:  # no column list in the metadata
-                            _collect_keys(current.keys, line)
-                    elif not raw.endswith(b"\n"):
-                        raise BackupFileError(
-                            name,
-                            f"the file ends in the middle of a record after {current.count} "
-                            "records: it is truncated",
-                            line=lineno,
-                            table=current.name,
-                        )
-                    else:
-                        raise BackupFileError(
-                            name, "expected a record or the end of the table (the file is damaged)",
-                            line=lineno, table=current.name,
-                        )
-                elif closed:
-                    if line:
-                        raise BackupFileError(name, "unexpected data after the end", line=lineno)
-                elif line == b"}":
-                    closed = True
-                elif line.endswith(b":["):
-                    current = self._table_header(line, lineno, summary)
-                elif line:
-                    raise BackupFileError(name, "expected a table or the end", line=lineno)
-        except _READ_ERRORS as exc:
-            raise read_failure(name, exc) from exc
-        if current is not None:
-            raise BackupFileError(
-                name,
-                f"the file ends inside table {current.name!r} after {current.count} records: "
-                "it is truncated",
-                line=lineno,
-            )
+        while (item := reader.line()) is not None:
+            line, _ = item
+            lineno = reader.lineno - 1
+            if closed:
+                if line:
+                    raise BackupFileError(name, "unexpected data after the end", line=lineno)
+            elif line == b"}":
+                closed = True
+            elif line.endswith(b":["):
+                table = self._table_header(line, lineno, summary)
+                for region in reader.regions(table.name):
+                    start = (table.first_line or 0) + table.count
+                    lines = reader.region_lines
+                    table.count += check_region(region, lines, start, name, table.name)
+                    if table.keys is not None:  # no column list in the metadata
+                        _collect_keys(table.keys, region)
+            elif line:
+                raise BackupFileError(name, "expected a table or the end", line=lineno)
         if not closed:
             raise BackupFileError(name, "the file ends before its closing '}': it is truncated")
 
     def _table_header(self, line: bytes, lineno: int, summary: FileSummary) -> TableSummary:
-        try:
-            table = orjson.loads(line[:-2].lstrip(b","))
-        except orjson.JSONDecodeError:
-            table = None
-        if not isinstance(table, str):
-            raise BackupFileError(self.name, "bad table name", line=lineno)
+        table = table_name(line, self.name, lineno)
         if table in summary.tables:
             raise BackupFileError(self.name, f"table {table!r} appears twice", line=lineno)
         described = ((summary.metadata or {}).get("tables") or {}).get(table)
@@ -222,7 +196,8 @@ class BackupFile:
             if table not in summary.tables:
                 if count:
                     raise BackupFileError(
-                        self.name, f"the metadata lists {count} records but the file has none",
+                        self.name,
+                        f"the metadata lists {count} records but the file has none",
                         table=table,
                     )
                 continue
@@ -238,35 +213,19 @@ class BackupFile:
     @contextmanager
     def sections(self, layout: Layout) -> Iterator[Iterator[Section]]:
         """Stream the sections again, for the write pass."""
-        with self._open() as (stream, _):
+        with self._open() as (stream, compressed):
             if layout == "lines":
                 self._first_line(stream)
-                yield _guarded(line_sections(stream, self.name), self.name)
+                yield line_sections(stream, self.name, compressed=compressed)
             else:
-                yield _guarded(JsonLayout(stream, self.name).sections(), self.name)
+                yield JsonLayout(stream, self.name).sections()
 
 
-def _collect_keys(keys: set[str], line: bytes) -> None:
-    try:
-        record = orjson.loads(line[:-1] if line.endswith(b",") else line)
-    except orjson.JSONDecodeError:
-        return  # the write pass reports it as a record error
-    if isinstance(record, dict):
-        keys.update(record)
-
-
-def _guarded(sections: Iterator[Section], name: str) -> Iterator[Section]:
-    """Decompression errors while reading sections become BackupFileError."""
-    try:
-        for section in sections:
-            yield Section(section.name, _guard_items(section.items, name), section.parse,
-                          section.first_line)
-    except _READ_ERRORS as exc:
-        raise read_failure(name, exc) from exc
-
-
-def _guard_items(items: Iterator[Any], name: str) -> Iterator[Any]:
-    try:
-        yield from items
-    except _READ_ERRORS as exc:
-        raise read_failure(name, exc) from exc
+def _collect_keys(keys: set[str], region: bytes) -> None:
+    for line in split_region(region):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # the write pass reports it as a record error
+        if isinstance(record, dict):
+            keys.update(record)

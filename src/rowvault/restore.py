@@ -38,7 +38,9 @@ from .schema import Schema, build_table, foreign_key, index, reflect
 log = logging.getLogger("rowvault.restore")
 
 
-def validate(db: DatabaseLike, source: Source, *, options: RestoreOptions | None = None) -> RestorePlan:
+def validate(
+    db: DatabaseLike, source: Source, *, options: RestoreOptions | None = None
+) -> RestorePlan:
     """Check `source` against `db` without writing; raises BackupFileError or ValidationError."""
     options = options or RestoreOptions()
     summary = BackupFile(source).scan()
@@ -75,7 +77,9 @@ def restore(
     file = BackupFile(source)
     log.info("[restore] reading %s", file.name)
     summary = file.scan()
-    log.info("[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables))
+    log.info(
+        "[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables)
+    )
     with opened(db) as database:
         dialect = dialect_for(database.engine)
         plan = _plan(database.engine, dialect, summary, options)
@@ -96,12 +100,18 @@ def restore(
     result.seconds = time.perf_counter() - started
     log.info(
         "[restore] %s: %d of %d records in %.1fs, %d errors",
-        result.status, result.processed, result.total, result.seconds, result.error_count,
+        result.status,
+        result.processed,
+        result.total,
+        result.seconds,
+        result.error_count,
     )
     return result
 
 
-def _plan(engine: sa.Engine, dialect: Dialect, summary: FileSummary, options: RestoreOptions) -> RestorePlan:
+def _plan(
+    engine: sa.Engine, dialect: Dialect, summary: FileSummary, options: RestoreOptions
+) -> RestorePlan:
     return build_plan(summary, _reflect(engine, dialect), dialect.name, options)
 
 
@@ -184,7 +194,9 @@ class _Run:
         except Exception as exc:
             if not dialect.is_record_error(exc) and not isinstance(exc, sa.exc.DBAPIError):
                 raise
-            raise RestoreAborted(f"the database failed: {dialect.error_message(exc)}", result=self.result) from exc
+            raise RestoreAborted(
+                f"the database failed: {dialect.error_message(exc)}", result=self.result
+            ) from exc
         finally:
             self.result.status = status
             try:
@@ -243,8 +255,11 @@ class _Run:
         inline_fks = self.dialect.name == "sqlite"
         tables = [
             build_table(
-                tp.spec, schema.metadata, self.dialect.name,
-                source_dialect=self.summary.source_dialect, with_foreign_keys=inline_fks,
+                tp.spec,
+                schema.metadata,
+                self.dialect.name,
+                source_dialect=self.summary.source_dialect,
+                with_foreign_keys=inline_fks,
             )
             for tp in self.plan.created
         ]
@@ -271,12 +286,22 @@ class _Run:
                 self.report(self.state)
                 log.info("[restore] table %s -> %s: %d records", tp.source, tp.name, tp.count)
                 ctx.simulate = tp.source in simulated
-                TableLoader(tp, ctx, table_result).run(section, skip=done)
+                checked_later = tp.create and not self.options.dry_run
+                if checked_later:  # a new table's foreign keys are checked once it is full
+                    self.dialect.enforce_foreign_keys(ctx.conn, False)
+                try:
+                    TableLoader(tp, ctx, table_result).run(section, skip=done)
+                finally:
+                    if checked_later:
+                        self.dialect.enforce_foreign_keys(ctx.conn, True)
                 ctx.simulate = False
                 log.info(
                     "[restore] table %s done: %d created, %d updated, %d unchanged, %d failed",
-                    tp.source, table_result.created, table_result.updated,
-                    table_result.unchanged, table_result.failed,
+                    tp.source,
+                    table_result.created,
+                    table_result.updated,
+                    table_result.unchanged,
+                    table_result.failed,
                 )
 
     # -- after the data ----------------------------------------------------------------------
@@ -293,36 +318,56 @@ class _Run:
                 log.info("[restore] indexing %s (%s)", tp.name, ", ".join(ix.columns))
                 sql = str(CreateIndex(index(table, ix)).compile(dialect=compile_))
                 self._in_transaction(ctx, lambda sql=sql: self.dialect.execute(ctx.conn, sql))
-            if self.dialect.name == "sqlite":
-                continue  # SQLite's foreign keys were declared with the table
             for fk in tp.spec.foreign_keys:
-                if fk.ref_table not in tables:
-                    continue
-                self._in_transaction(ctx, lambda fk=fk: self._add_foreign_key(ctx, tp, tables, fk))
+                if fk.ref_table in tables:
+                    self._in_transaction(
+                        ctx, lambda tp=tp, fk=fk: self._add_foreign_key(ctx, tp, tables, fk)
+                    )
 
-    def _add_foreign_key(self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any) -> None:
+    def _add_foreign_key(
+        self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any
+    ) -> None:
         """Drop (and report) rows whose parent does not exist, then add the constraint."""
         child, parent = tables[tp.name], tables[fk.ref_table].alias("parent")
-        refers = sa.and_(*(parent.c[r] == child.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True)))
+        refers = sa.and_(
+            *(parent.c[r] == child.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True))
+        )
         orphan = sa.and_(*(child.c[c].is_not(None) for c in fk.columns), ~sa.exists().where(refers))
         dialect = self.engine.dialect
-        rows = self.dialect.execute(ctx.conn, str(sa.select(child).where(orphan).compile(dialect=dialect))).fetchall()
+        rows = self.dialect.execute(
+            ctx.conn, str(sa.select(child).where(orphan).compile(dialect=dialect))
+        ).fetchall()
         if rows:
             self._reject_orphans(ctx, tp, child, fk, rows)
-            self.dialect.execute(ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
+            self.dialect.execute(
+                ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect))
+            )
+        if self.dialect.name == "sqlite":
+            return  # SQLite's foreign keys were declared with the table
         constraint = foreign_key(tp.name, fk)
         child.append_constraint(constraint)
         self.dialect.execute(ctx.conn, str(AddConstraint(constraint).compile(dialect=dialect)))
 
-    def _reject_orphans(self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]) -> None:
+    def _reject_orphans(
+        self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]
+    ) -> None:
         names = [str(c.name) for c in child.columns]
-        encoders = [backup_encoder(tp.spec.column(n).type, self.dialect.name) if tp.spec.column(n) else None for n in names]  # type: ignore[union-attr]
+        encoders = [
+            backup_encoder(tp.spec.column(n).type, self.dialect.name) if tp.spec.column(n) else None
+            for n in names
+        ]  # type: ignore[union-attr]
         key_idx = [names.index(k) for k in tp.target.key] if tp.target.key else []
-        parent_source = next((p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table)
+        parent_source = next(
+            (p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table
+        )
         table_result = self.result.tables[tp.source]
         for row in rows:
-            values = [enc(v) if enc and v is not None else v for enc, v in zip(encoders, row, strict=True)]
-            record = orjson.loads(orjson.dumps(dict(zip(names, values, strict=True)), default=json_default))
+            values = [
+                enc(v) if enc and v is not None else v for enc, v in zip(encoders, row, strict=True)
+            ]
+            record = orjson.loads(
+                orjson.dumps(dict(zip(names, values, strict=True)), default=json_default)
+            )
             fk_values = [record[c] for c in fk.columns]
             rid = format_key([row[i] for i in key_idx]) if key_idx else "?"
             reason = f"parent {parent_source}:{format_key(fk_values)} does not exist"

@@ -60,9 +60,7 @@ class ForeignKeySpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ForeignKeySpec:
-        return cls(
-            tuple(data["columns"]), str(data["references"]), tuple(data["referredColumns"])
-        )
+        return cls(tuple(data["columns"]), str(data["references"]), tuple(data["referredColumns"]))
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,7 @@ def _same_engine_type(kind: str, sql: str, dialect: str) -> bool:
     if kind in ("integer", "json"):
         return False
     if dialect == "postgresql" and kind in ("string", "other"):
-        return sql.startswith(_PLAIN_STRINGS) or kind == "other" and sql in _PG_BUILTIN_OTHER
+        return sql.startswith(_PLAIN_STRINGS) or (kind == "other" and sql in _PG_BUILTIN_OTHER)
     return True
 
 
@@ -335,7 +333,9 @@ def foreign_key(table: str, fk: ForeignKeySpec) -> sa.ForeignKeyConstraint:
 
 
 def index(table: sa.Table, ix: IndexSpec) -> sa.Index:
-    return sa.Index(ix.name or _name("ix", table.name, ix.columns), *(table.c[c] for c in ix.columns))
+    return sa.Index(
+        ix.name or _name("ix", table.name, ix.columns), *(table.c[c] for c in ix.columns)
+    )
 
 
 def _name(prefix: str, table: str, columns: Iterable[str]) -> str:

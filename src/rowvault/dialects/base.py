@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..codec import Kind
+from ..codec import ColumnType, Kind
 
 Row = tuple[Any, ...]
 Mode = str  # "upsert" | "insert" | "skip" | "replace"
@@ -39,7 +39,7 @@ class Target:
 
     table: sa.Table
     columns: list[str]
-    kinds: list[Kind]
+    types: list[ColumnType]
     key: list[str]
     held_back: frozenset[str] = frozenset()
     """Foreign-key columns filled in after the load (cycles): an upsert leaves them alone."""
@@ -48,6 +48,10 @@ class Target:
     @property
     def name(self) -> str:
         return self.table.name
+
+    @property
+    def kinds(self) -> list[Kind]:
+        return [t.kind for t in self.types]
 
     @property
     def key_index(self) -> list[int]:
@@ -65,6 +69,7 @@ class Dialect:
     paramstyle: ClassVar[str] = "format"
     begin_sql: ClassVar[str] = "BEGIN"
     max_params: ClassVar[int] = 30000
+    transactional_ddl: ClassVar[bool] = True
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -180,7 +185,9 @@ class Dialect:
         """For tables without a key: insert a row unless an identical one exists."""
         if "insert_missing" not in target.statements:
             table = target.table
-            values = [sa.bindparam(f"v_{i}", type_=table.c[c].type) for i, c in enumerate(target.columns)]
+            values = [
+                sa.bindparam(f"v_{i}", type_=table.c[c].type) for i, c in enumerate(target.columns)
+            ]
             same = [
                 self.comparable(table.c[c], kind).is_not_distinct_from(
                     self.comparable(sa.bindparam(f"w_{i}", type_=table.c[c].type), kind)
@@ -188,9 +195,7 @@ class Dialect:
                 for i, (c, kind) in enumerate(zip(target.columns, target.kinds, strict=True))
             ]
             exists = sa.exists().where(sa.and_(*same))
-            stmt = sa.insert(table).from_select(
-                target.columns, sa.select(*values).where(~exists)
-            )
+            stmt = sa.insert(table).from_select(target.columns, sa.select(*values).where(~exists))
             sql, order = self.compile(stmt)
             positions = [int(name.split("_")[1]) for name in order]
             target.statements["insert_missing"] = (sql, positions)
@@ -202,8 +207,36 @@ class Dialect:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def prepare_table(self, conn: Any, target: Target) -> None:
-        """Set up per-table helpers (PostgreSQL's stage table) before the first batch."""
+    def enforce_foreign_keys(self, conn: Any, on: bool) -> None:
+        """Turn foreign-key checks on or off for this connection, where the engine allows it."""
+
+    def prepare_table(
+        self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool
+    ) -> None:
+        """Set up per-table helpers before the first batch: for a table without a key that
+        already holds rows, an index over its columns, so "is an identical row there?" is a
+        lookup and not a scan of the table for every record. (Not inside a dry run's
+        transaction on an engine whose DDL would commit it.)"""
+        if self._wants_match_index(target, fresh, in_transaction):
+            self.execute(conn, self.drop_match_index_sql(target))
+            self.execute(conn, self.match_index_sql(target))
+
+    def finish_table(self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool) -> None:
+        if self._wants_match_index(target, fresh, in_transaction):
+            self.execute(conn, self.drop_match_index_sql(target))
+
+    def _wants_match_index(self, target: Target, fresh: bool, in_transaction: bool) -> bool:
+        return not target.key and not fresh and (self.transactional_ddl or not in_transaction)
+
+    def match_index_name(self, target: Target) -> str:
+        return self.quote(f"rowvault_match_{target.name}"[:60])
+
+    def match_index_sql(self, target: Target) -> str:
+        cols = ", ".join(self.quote(c) for c in target.columns)
+        return f"CREATE INDEX {self.match_index_name(target)} ON {self.qualified(target.table)} ({cols})"
+
+    def drop_match_index_sql(self, target: Target) -> str:
+        return f"DROP INDEX IF EXISTS {self.match_index_name(target)}"
 
     def write(
         self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode
@@ -240,10 +273,14 @@ class Dialect:
         stmt = (
             sa.update(table)
             .values({c: sa.bindparam(f"s_{i}") for i, c in enumerate(columns)})
-            .where(sa.and_(*(table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(target.key))))
+            .where(
+                sa.and_(*(table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(target.key)))
+            )
         )
         sql, order = self.compile(stmt)
-        expected = [f"s_{i}" for i in range(len(columns))] + [f"k_{i}" for i in range(len(target.key))]
+        expected = [f"s_{i}" for i in range(len(columns))] + [
+            f"k_{i}" for i in range(len(target.key))
+        ]
         assert order == expected, order
         return sql
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pymysql.constants import CLIENT
 from sqlalchemy.dialects import mysql
 
-from ..codec import Kind
+from ..codec import ColumnType, Kind
 from .base import Dialect, Target
 
 # Server errors that mean "this data does not fit", not "the connection or server failed".
@@ -38,10 +38,18 @@ _UNIQUE_CONFLICT = 1242  # what the guard in _on_duplicate raises
 _JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
 
 
+def _long(ctype: ColumnType) -> bool:
+    """TEXT and BLOB columns (and long VARCHARs) are indexed by a prefix."""
+    if ctype.kind not in ("string", "json", "bytes", "other"):
+        return False
+    return ctype.length is None or ctype.length > 64
+
+
 class MySQLDialect(Dialect):
     name: ClassVar[str] = "mysql"
     begin_sql: ClassVar[str] = "START TRANSACTION"
     max_params: ClassVar[int] = 20000
+    transactional_ddl: ClassVar[bool] = False
 
     _found_rows = False
 
@@ -74,6 +82,19 @@ class MySQLDialect(Dialect):
                 return "conflicts with another row on a unique key (not the primary key)"
             return text
         return super().error_message(exc)
+
+    def match_index_sql(self, target: Target) -> str:
+        # Key prefixes keep long text and blob columns within InnoDB's key length.
+        parts = [
+            f"{self.quote(c)}(64)" if _long(t) else self.quote(c)
+            for c, t in zip(target.columns, target.types, strict=True)
+            if t.kind != "float"
+        ][:16]
+        table = self.qualified(target.table)
+        return f"CREATE INDEX {self.match_index_name(target)} ON {table} ({', '.join(parts)})"
+
+    def drop_match_index_sql(self, target: Target) -> str:
+        return f"DROP INDEX IF EXISTS {self.match_index_name(target)} ON {self.qualified(target.table)}"
 
     def comparable(self, expr: Any, kind: Kind) -> Any:
         # A FLOAT column holds single precision: compare as MySQL prints it, not as a double.

@@ -53,9 +53,28 @@ class PostgreSQLDialect(Dialect):
     def stage_name(self, target: Target) -> str:
         return self.quote(f"rowvault_stage_{target.name}"[:63])
 
-    def prepare_table(self, conn: Any, target: Target) -> None:
-        """Create the stage table once per table, outside the batches' transactions."""
+    def _row_hash(self, alias: str, target: Target) -> str:
+        cols = ", ".join(f"{alias}.{self.quote(c)}" for c in target.columns)
+        return f"md5(ROW({cols})::text)"
+
+    def _seen(self, target: Target) -> str:
+        return self.quote(f"rowvault_seen_{target.name}"[:63])
+
+    def prepare_table(
+        self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool
+    ) -> None:
+        """Create the stage table once per table, outside the batches' transactions. For a
+        table without a key that already holds rows, also a temporary table of its rows'
+        hashes (an index on the table itself would need IMMUTABLE casts and short rows)."""
         cols = ", ".join(self.quote(c) for c in target.columns)
+        if not target.key and not fresh:
+            seen = self._seen(target)
+            conn.execute(f"DROP TABLE IF EXISTS pg_temp.{seen}")
+            conn.execute(
+                f"CREATE TEMP TABLE {seen} AS SELECT {self._row_hash('t', target)} AS h "
+                f"FROM {self.qualified(target.table)} t"
+            )
+            conn.execute(f"CREATE INDEX ON {seen} (h)")
         stage = self.stage_name(target)
         conn.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
         conn.execute(
@@ -86,9 +105,7 @@ class PostgreSQLDialect(Dialect):
             created = conn.execute(self._merge(target, update=False)).rowcount
             return Outcome(created=created, unchanged=len(rows) - created)
         created, touched = conn.execute(self._merge(target, update=True)).fetchone()
-        return Outcome(
-            created=created, updated=touched - created, unchanged=len(rows) - touched
-        )
+        return Outcome(created=created, updated=touched - created, unchanged=len(rows) - touched)
 
     def _merge(self, target: Target, *, update: bool) -> str:
         key = "merge" if update else "merge_skip"
@@ -126,22 +143,22 @@ class PostgreSQLDialect(Dialect):
         target.statements[key] = sql
         return sql
 
+    def finish_table(self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool) -> None:
+        if not target.key and not fresh:
+            conn.execute(f"DROP TABLE IF EXISTS pg_temp.{self._seen(target)}")
+
     def _merge_missing(self, target: Target) -> str:
+        """Insert the stage rows whose hash is not among the table's; remember the new ones."""
         if "merge_missing" not in target.statements:
-            q = self.quote
-            cols = ", ".join(q(c) for c in target.columns)
-            kinds = dict(zip(target.columns, target.kinds, strict=True))
-
-            def ref(alias: str, c: str) -> str:
-                return f"{alias}.{q(c)}::text" if kinds[c] in _CAST_TO_TEXT else f"{alias}.{q(c)}"
-
-            same = " AND ".join(
-                f"{ref('t', c)} IS NOT DISTINCT FROM {ref('s', c)}" for c in target.columns
-            )
-            table = self.qualified(target.table)
+            cols = ", ".join(self.quote(c) for c in target.columns)
+            table, seen = self.qualified(target.table), self._seen(target)
+            hashed = self._row_hash("s", target)
             target.statements["merge_missing"] = (
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self.stage_name(target)} s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same})"
+                f"WITH added AS (INSERT INTO {table} AS t ({cols}) SELECT {cols} "
+                f"FROM {self.stage_name(target)} s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {seen} x WHERE x.h = {hashed}) "
+                f"RETURNING {self._row_hash('t', target)} AS h) "
+                f"INSERT INTO {seen} (h) SELECT h FROM added"
             )
         return str(target.statements["merge_missing"])
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from .base import Dialect, Target
+from .base import Dialect, Row, Target
 
 
 class SQLiteDialect(Dialect):
@@ -20,6 +22,9 @@ class SQLiteDialect(Dialect):
         conn.isolation_level = None  # autocommit; rowvault issues BEGIN/COMMIT itself
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 30000")
+
+    def enforce_foreign_keys(self, conn: Any, on: bool) -> None:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
 
     def begin_snapshot(self, conn: Any) -> None:
         conn.isolation_level = None
@@ -36,6 +41,28 @@ class SQLiteDialect(Dialect):
             text = str(exc).lower()
             return "too big" in text or "datatype mismatch" in text
         return False
+
+    def count_existing(self, conn: Any, target: Target, rows: Sequence[Row]) -> int:
+        """One statement for any batch size: the keys travel as one JSON array."""
+        idx = target.key_index
+        keys = list({tuple(r[i] for i in idx) for r in rows})
+        try:
+            payload = orjson.dumps([k[0] for k in keys] if len(idx) == 1 else keys).decode()
+        except TypeError:  # a key value JSON cannot carry (bytes): plain IN lists
+            return super().count_existing(conn, target, rows)
+        table = self.qualified(target.table)
+        if len(idx) == 1:
+            sql = (
+                f"SELECT count(*) FROM {table} WHERE {self.quote(target.key[0])} "
+                "IN (SELECT value FROM json_each(?))"
+            )
+        else:
+            cols = ", ".join(self.quote(k) for k in target.key)
+            picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(idx)))
+            sql = (
+                f"SELECT count(*) FROM {table} WHERE ({cols}) IN (SELECT {picks} FROM json_each(?))"
+            )
+        return int(conn.execute(sql, (payload,)).fetchone()[0])
 
     def upsert_sql(self, target: Target) -> str:
         if "upsert" not in target.statements:

@@ -1,0 +1,210 @@
+"""Read rowvault's line layout in blocks of about a megabyte, never a line at a time.
+
+Inside a table the records are the lines between `"name":[` and `]`, separated by `,\\n`;
+records never hold a raw newline (JSON escapes it). So a block is split into records with one
+`bytes.split` and checked with a few `bytes.count` calls, all at C speed; only the rare
+structural lines are looked at one by one. Decompression runs on a background thread (zlib
+releases the GIL), so it overlaps with the parsing and writing of the previous block.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from itertools import chain
+from typing import IO, Any
+
+import orjson
+
+from .errors import BackupFileError
+
+BLOCK = 1 << 20
+_DONE = object()
+
+
+def blocks(stream: IO[bytes], size: int = BLOCK) -> Iterator[bytes]:
+    """Chunks of the stream that end at a line boundary (the last one may not)."""
+    rest = b""
+    while True:
+        data = stream.read(size)
+        if not data:
+            if rest:
+                yield rest
+            return
+        if rest:
+            data = rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1 :]
+        yield data[: cut + 1]
+
+
+def in_background(source: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Run `source` on a thread, `depth` blocks ahead of the consumer."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, name="rowvault-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                handoff.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+class LineReader:
+    """Walks the line layout: structural lines one at a time, records a region at a time."""
+
+    def __init__(self, chunks: Iterator[bytes], name: str) -> None:
+        self.name = name
+        self._chunks = chunks
+        self._buf = b""
+        self._pos = 0
+        self.lineno = 1  # the line that starts at the current position
+        self.region_lines = 0  # lines in the region last yielded
+
+    def _fill(self) -> bool:
+        if self._pos < len(self._buf):
+            return True
+        for chunk in self._chunks:
+            if chunk:
+                self._buf = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+                self._pos = 0
+                return True
+        return False
+
+    def line(self) -> tuple[bytes, bool] | None:
+        """The next line, stripped, and whether it ended with a newline; None at the end."""
+        if not self._fill():
+            return None
+        end = self._buf.find(b"\n", self._pos)
+        complete = end >= 0
+        if not complete:
+            end = len(self._buf)
+        text = self._buf[self._pos : end]
+        self._pos = end + 1
+        self.lineno += 1
+        return text.strip(), complete
+
+    def regions(self, table: str) -> Iterator[bytes]:
+        """The record lines of the current table, a block at a time, up to its `]` line.
+        Each region holds whole lines, each ending in a newline."""
+        while True:
+            if not self._fill():
+                raise BackupFileError(
+                    self.name, "the file ends inside the table: it is truncated", table=table
+                )
+            buf, pos = self._buf, self._pos
+            if buf.startswith(b"]", pos):
+                self.line()
+                return
+            end = buf.find(b"\n]", pos)
+            stop = len(buf) if end < 0 else end + 1
+            region = buf[pos:stop]
+            self._pos = stop
+            if not region.endswith(b"\n"):
+                raise BackupFileError(
+                    self.name,
+                    "the file ends in the middle of a record: it is truncated",
+                    line=self.lineno,
+                    table=table,
+                )
+            self.region_lines = region.count(b"\n")
+            self.lineno += self.region_lines
+            yield region
+
+
+def check_region(region: bytes, lines: int, first_line: int, name: str, table: str) -> int:
+    """Check that each of the region's `lines` lines starts a record; return the count.
+
+    A line that starts like a record but is not valid JSON is left to the write pass, which
+    reports it as a record error; damage elsewhere shows in the gzip CRC or the counts."""
+    ok = region.startswith(b"{") and region.count(b"\n{") == lines - 1
+    if not ok:
+        for offset, line in enumerate(region.split(b"\n")[:-1]):
+            text = line.strip()
+            if not (text.startswith(b"{") and (text.endswith(b"}") or text.endswith(b"},"))):
+                raise BackupFileError(
+                    name,
+                    "expected a record or the end of the table (the file is damaged)",
+                    line=first_line + offset,
+                    table=table,
+                )
+    return lines
+
+
+def split_region(region: bytes) -> list[bytes]:
+    """The records of a region, without their separating commas."""
+    if region.endswith(b",\n"):
+        return region[:-2].split(b",\n")
+    return region[:-1].split(b",\n")
+
+
+def table_name(line: bytes, name: str, lineno: int) -> str:
+    """The table of a `"name":[` line."""
+    try:
+        table = orjson.loads(line[:-2].lstrip(b","))
+    except orjson.JSONDecodeError:
+        table = None
+    if not isinstance(table, str):
+        raise BackupFileError(name, f"bad table name {line[:40]!r}", line=lineno)
+    return table
+
+
+def records(reader: LineReader, table: str) -> Iterator[bytes]:
+    """The table's records one by one (for `itertools.islice`), read a region at a time."""
+    return chain.from_iterable(map(split_region, reader.regions(table)))
+
+
+def guarded(
+    chunks: Iterator[bytes], translate: Callable[[BaseException], Exception]
+) -> Iterator[bytes]:
+    """Decompression and I/O errors become the file's own error, block by block."""
+    try:
+        yield from chunks
+    except (EOFError, OSError, zlib.error) as exc:
+        raise translate(exc) from exc
+
+
+def line_reader(
+    stream: IO[bytes],
+    name: str,
+    *,
+    compressed: bool,
+    translate: Callable[[BaseException], Exception],
+) -> LineReader:
+    """A reader positioned after the metadata line (which the caller has read)."""
+    chunks = guarded(blocks(stream), translate)
+    reader = LineReader(in_background(chunks) if compressed else chunks, name)
+    reader.lineno = 2
+    return reader
