@@ -13,7 +13,7 @@ from .dialects import Dialect
 
 INITIAL_BATCH = 1000
 MIN_BATCH = 50
-MAX_BATCH = 50_000
+MAX_BATCH = 10_000
 
 
 class BatchSizer:

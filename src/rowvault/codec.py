@@ -17,10 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Any, Literal
 
 import orjson
@@ -136,12 +138,13 @@ def iso_duration(value: timedelta) -> str:
 
 def clock_time(value: timedelta) -> str:
     """MySQL hands TIME columns out as timedelta; write them as `HH:MM:SS[.ffffff]`."""
-    total = value.days * 86400 + value.seconds
-    sign = "-" if total < 0 else ""
-    hours, rest = divmod(abs(total), 3600)
+    micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    sign = "-" if micros < 0 else ""
+    seconds, fraction = divmod(abs(micros), 1_000_000)
+    hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     text = f"{sign}{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{text}.{value.microseconds:06d}" if value.microseconds else text
+    return f"{text}.{fraction:06d}" if fraction else text
 
 
 def b64(value: bytes | bytearray | memoryview) -> str:
@@ -350,10 +353,30 @@ def _datetime_writer(dialect: str, timezone: bool) -> Callable[[Any], Any]:
     return lambda v: _utc_naive(_parse_datetime(v)).isoformat(" ", "microseconds")
 
 
+_MYSQL_DURATION = re.compile(r"-?\d{1,3}:[0-5]\d:[0-5]\d(\.\d{1,6})?").fullmatch
+
+
+def _utc_time(moment: time) -> time:
+    """A time with a fixed offset, as the UTC time of day (engines without time zones)."""
+    offset = moment.utcoffset()
+    if offset is None:
+        return moment
+    return (datetime.combine(date(2000, 1, 1), moment.replace(tzinfo=None)) - offset).time()
+
+
 def _time_writer(dialect: str) -> Callable[[Any], Any]:
     if dialect == "postgresql":
         return lambda v: _parse_time(v).isoformat()
-    return lambda v: _parse_time(v).replace(tzinfo=None).isoformat("microseconds")
+    if dialect == "mysql":
+
+        def mysql_time(v: Any) -> Any:
+            # MySQL TIME is also a duration (-838:59:59 to 838:59:59), as backups of it hold.
+            if type(v) is str and _MYSQL_DURATION(v):
+                return v
+            return _utc_time(_parse_time(v)).isoformat("microseconds")
+
+        return mysql_time
+    return lambda v: _utc_time(_parse_time(v)).isoformat("microseconds")
 
 
 def _from_base64(value: Any) -> bytes:
@@ -460,21 +483,34 @@ def _valid_dates(values: Sequence[Any]) -> Sequence[Any]:
     return values
 
 
+_SQLALCHEMY_DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}").fullmatch
+_TZINFO = attrgetter("tzinfo")
+
+
 def _datetime_column(dialect: str, timezone: bool) -> Callable[[Sequence[Any]], Sequence[Any]]:
     """Datetimes that are already in the form the target stores pass unchanged (checked)."""
 
     def check(values: Sequence[Any]) -> Sequence[Any]:
         present = _present(values)
+        if dialect == "sqlite" and not all(map(_SQLALCHEMY_DATETIME, present)):
+            raise ValueError("not in SQLAlchemy's storage form")
         parsed = list(map(datetime.fromisoformat, present))
         if dialect == "postgresql" and timezone:
             return values  # PostgreSQL reads every ISO 8601 form itself
-        if any(p.tzinfo is not None for p in parsed):
+        if any(map(_TZINFO, parsed)):
             raise ValueError("offsets to convert")
-        if dialect == "sqlite" and any(len(v) != 26 or v[10] != " " for v in present):
-            raise ValueError("not in SQLAlchemy's storage form")
         return values
 
     return check
+
+
+def _decimal_column(values: Sequence[Any]) -> Sequence[Any]:
+    """Decimal strings are checked (at C speed) and passed on as text."""
+    present = _present(values)
+    if not all(type(v) is str for v in present):
+        raise ValueError("numbers to check one by one")
+    list(map(Decimal, present))
+    return values
 
 
 def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None) -> Decoder:
@@ -485,7 +521,7 @@ def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None)
     if kind == "float":
         return _decoder({float, int}, None, _as_float)
     if kind == "decimal":
-        return _decoder({str, int, float}, _check_decimal, _check_decimal)
+        return Decoder(frozenset({str, int, float}), _check_decimal, _check_decimal, column=_decimal_column)
     if kind == "string":
         return _decoder({str}, None, _as_text)
     if kind == "boolean":
