@@ -269,9 +269,8 @@ def _encoded_batches(
         if encoder is not None:
             encoders.append((i, encoder))
     dumps = orjson.dumps
-    for rows in dialect.stream(conn, sql, FETCH_ROWS):
-        if encoders:
-            rows = [_apply(row, encoders) for row in rows]
+    for fetched in dialect.stream(conn, sql, FETCH_ROWS):
+        rows = [_apply(row, encoders) for row in fetched] if encoders else fetched
         try:
             yield [dumps(dict(zip(names, row, strict=True)), default=json_default) for row in rows]
         except (TypeError, orjson.JSONEncodeError) as exc:

@@ -123,7 +123,8 @@ def backup_summary(result: BackupResult) -> None:
     rate = result.total / result.seconds if result.seconds else 0
     console.print(
         f"backed up {result.total:,} records from {len(result.tables)} tables to {result.path} "
-        f"({result.bytes_written / 1e6:,.1f} MB uncompressed) in {result.seconds:.1f}s ({rate:,.0f}/s)"
+        f"({result.bytes_written / 1e6:,.1f} MB uncompressed) in {result.seconds:.1f}s "
+        f"({rate:,.0f}/s)"
     )
 
 

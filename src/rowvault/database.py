@@ -88,7 +88,7 @@ def open_database(db: DatabaseLike, *, must_exist: bool = False) -> Database:
         kwargs: dict[str, object] = {}
         if parsed.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
-        engine = sa.create_engine(parsed, **kwargs)  # type: ignore[arg-type]
+        engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, ValueError) as exc:
         raise OptionError(f"not a database URL or SQLite path: {text!r} ({exc})") from exc
     except (NoSuchModuleError, ModuleNotFoundError) as exc:

@@ -73,13 +73,13 @@ class BackupWriter:
             self._part = self._final.with_name(self._final.name + ".part")
             if compress is None:
                 compress = self._final.name.endswith(".gz")
-            raw: IO[bytes] = open(self._part, "wb")  # noqa: SIM115 - closed in close()/abort()
+            raw: IO[bytes] = open(self._part, "wb")
         else:
             raw = dest
         self._raw = raw
-        self._out: IO[bytes] = (
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0) if compress else raw
-        )
+        self._out: IO[bytes] | gzip.GzipFile = raw
+        if compress:
+            self._out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0)
         self._first_record = True
         self._in_table = False
         self._started = False
@@ -147,7 +147,7 @@ def open_stream(source: Source) -> tuple[IO[bytes], bool]:
             raise BackupFileError(name, "no such file")
         if path.is_dir():
             raise BackupFileError(name, "is a directory, not a backup file")
-        raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        raw: IO[bytes] = open(path, "rb")
     else:
         raw = source
     head = _peek(raw, 2)

@@ -107,7 +107,7 @@ class JsonLayout:
             if event == "end_map":
                 return
             assert event == "map_key"
-            value_event, value = next(self._events)
+            value_event, _ = next(self._events)
             if key == "metadata":
                 if value_event == "start_map":
                     self.metadata = _build(value_event, self._events)
@@ -131,11 +131,9 @@ class JsonLayout:
                 )
 
     def _records(self, table: str) -> Iterator[dict[str, Any]]:
-        index = 0
-        for event, _ in self._events:
+        for index, (event, _) in enumerate(self._events, start=1):
             if event == "end_array":
                 return
-            index += 1
             if event != "start_map":
                 raise BackupFileError(
                     self.name,

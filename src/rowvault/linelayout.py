@@ -13,6 +13,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from itertools import chain
 from typing import IO, Any
 
@@ -76,10 +77,8 @@ def in_background(source: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
     finally:
         stop.set()
         while thread.is_alive():
-            try:
+            with suppress(queue.Empty):
                 handoff.get(timeout=0.1)
-            except queue.Empty:
-                pass
 
 
 class LineReader:

@@ -202,9 +202,9 @@ class TableLoader:
         if parse is None:
             return chunk
         try:  # one orjson call for the whole batch
-            records = orjson.loads(b"[" + b",".join(chunk) + b"]")
-            if len(records) == len(chunk):
-                return list(records)
+            parsed = orjson.loads(b"[" + b",".join(chunk) + b"]")
+            if len(parsed) == len(chunk):
+                return list(parsed)
         except orjson.JSONDecodeError:
             pass
         records: list[Any] = []

@@ -73,10 +73,8 @@ def _break_cycle(component: set[str], edges: Sequence[Edge], position: dict[str,
     inner = [e for e in inner if e.child != e.parent]
     members = sorted(component, key=position.__getitem__)
     strict = [e for e in inner if not e.nullable]
-    if not _cycles(members, strict):
-        order = _topological(members, strict, position)
-    else:
-        order = members  # a cycle of NOT NULL keys: the database will have to refuse some rows
+    # a cycle of NOT NULL keys keeps the file's order: the database will refuse some rows
+    order = _topological(members, strict, position) if not _cycles(members, strict) else members
     rank = {name: i for i, name in enumerate(order)}
     return {e for e in inner if rank[e.parent] > rank[e.child]}
 

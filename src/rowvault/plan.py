@@ -202,22 +202,22 @@ def _table_plan(
             ]
     keys = [c for c in source_cols if c in cols.mapping]
     columns = [cols.mapping[c] for c in keys]
-    targets = [spec.column(c) for c in columns]
-    for col in spec.columns:
-        if not col.nullable and not col.has_default and col.name not in columns:
-            plan.problems.append(
-                f"{where}: the target requires column {col.name!r} (NOT NULL, no default) "
-                "but the backup has no values for it"
-            )
+    targets = [c for c in map(spec.column, columns) if c is not None]
+    for required_col in spec.columns:
+        if required_col.nullable or required_col.has_default or required_col.name in columns:
+            continue
+        plan.problems.append(
+            f"{where}: the target requires column {required_col.name!r} (NOT NULL, no default) "
+            "but the backup has no values for it"
+        )
     decoders = []
-    for key, col in zip(keys, targets, strict=True):
-        assert col is not None
-        src_col = source_spec.column(key) if source_spec else None
+    for source_key, col in zip(keys, targets, strict=True):
+        src_col = source_spec.column(source_key) if source_spec else None
         src_type = src_col.type if src_col else None
         if src_type is not None and src_type.kind in _INCOMPATIBLE.get(col.type.kind, ()):
             plan.problems.append(
-                f"{where}: column {key!r} holds {src_type.kind} values but the target column "
-                f"{col.name!r} is {col.type.kind} ({col.type.sql})"
+                f"{where}: column {source_key!r} holds {src_type.kind} values but the target "
+                f"column {col.name!r} is {col.type.kind} ({col.type.sql})"
             )
         decoders.append(restore_decoder(col.type, dialect, src_type))
     key = [k for k in spec.key if k in columns] if spec.key else []
@@ -227,13 +227,9 @@ def _table_plan(
             f"{[k for k in spec.key if k not in columns]}; rows are matched on all columns"
         )
         key = []
-    required = [
-        i
-        for i, col in enumerate(targets)
-        if col is not None and not col.nullable and not col.has_default
-    ]
-    table = sa.Table(target_name, sa.MetaData(), *(_sa_column(c) for c in targets if c))
-    target = Target(table, columns, [c.type for c in targets if c], key)
+    required = [i for i, col in enumerate(targets) if not col.nullable and not col.has_default]
+    table = sa.Table(target_name, sa.MetaData(), *(_sa_column(c) for c in targets))
+    target = Target(table, columns, [c.type for c in targets], key)
     ignored = frozenset({REJECT_REASON_KEY, *plan.skipped_columns.get(source, ())})
     return TablePlan(
         source=source,

@@ -13,6 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -317,12 +318,10 @@ class _Run:
             for ix in tp.spec.indexes:
                 log.info("[restore] indexing %s (%s)", tp.name, ", ".join(ix.columns))
                 sql = str(CreateIndex(index(table, ix)).compile(dialect=compile_))
-                self._in_transaction(ctx, lambda sql=sql: self.dialect.execute(ctx.conn, sql))
+                self._in_transaction(ctx, partial(self.dialect.execute, ctx.conn, sql))
             for fk in tp.spec.foreign_keys:
                 if fk.ref_table in tables:
-                    self._in_transaction(
-                        ctx, lambda tp=tp, fk=fk: self._add_foreign_key(ctx, tp, tables, fk)
-                    )
+                    self._in_transaction(ctx, partial(self._add_foreign_key, ctx, tp, tables, fk))
 
     def _add_foreign_key(
         self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any
@@ -352,10 +351,8 @@ class _Run:
         self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]
     ) -> None:
         names = [str(c.name) for c in child.columns]
-        encoders = [
-            backup_encoder(tp.spec.column(n).type, self.dialect.name) if tp.spec.column(n) else None
-            for n in names
-        ]  # type: ignore[union-attr]
+        columns = [tp.spec.column(n) for n in names]
+        encoders = [backup_encoder(c.type, self.dialect.name) if c else None for c in columns]
         key_idx = [names.index(k) for k in tp.target.key] if tp.target.key else []
         parent_source = next(
             (p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table

@@ -189,7 +189,7 @@ def spec_of(
             str(fk.referred_table.name),
             tuple(str(e.column.name) for e in fk.elements),
         )
-        for fk in sorted(table.foreign_key_constraints, key=lambda f: f.name or "")
+        for fk in sorted(table.foreign_key_constraints, key=lambda f: str(f.name or ""))
     )
     return TableSpec(
         name=str(table.name),

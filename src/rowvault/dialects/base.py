@@ -82,6 +82,8 @@ class Dialect:
 
     # -- connections and transactions ------------------------------------------------------
 
+    _pooled: Any = None
+
     def connect(self) -> Any:
         """A raw DBAPI connection in autocommit mode, set up for bulk work."""
         pooled = self.engine.raw_connection()
@@ -92,7 +94,7 @@ class Dialect:
 
     def release(self, conn: Any) -> None:
         """Close the connection: its session settings must not leak into the app's pool."""
-        pooled = getattr(self, "_pooled", None)
+        pooled = self._pooled
         if pooled is not None:
             pooled.invalidate()
             self._pooled = None
@@ -233,7 +235,8 @@ class Dialect:
 
     def match_index_sql(self, target: Target) -> str:
         cols = ", ".join(self.quote(c) for c in target.columns)
-        return f"CREATE INDEX {self.match_index_name(target)} ON {self.qualified(target.table)} ({cols})"
+        table = self.qualified(target.table)
+        return f"CREATE INDEX {self.match_index_name(target)} ON {table} ({cols})"
 
     def drop_match_index_sql(self, target: Target) -> str:
         return f"DROP INDEX IF EXISTS {self.match_index_name(target)}"

@@ -94,7 +94,8 @@ class MySQLDialect(Dialect):
         return f"CREATE INDEX {self.match_index_name(target)} ON {table} ({', '.join(parts)})"
 
     def drop_match_index_sql(self, target: Target) -> str:
-        return f"DROP INDEX IF EXISTS {self.match_index_name(target)} ON {self.qualified(target.table)}"
+        table = self.qualified(target.table)
+        return f"DROP INDEX IF EXISTS {self.match_index_name(target)} ON {table}"
 
     def comparable(self, expr: Any, kind: Kind) -> Any:
         # A FLOAT column holds single precision: compare as MySQL prints it, not as a double.
@@ -113,7 +114,8 @@ class MySQLDialect(Dialect):
         table, first = target.table, target.key[0]
         same_key = sa.and_(*(table.c[k].is_not_distinct_from(stmt.inserted[k]) for k in target.key))
         ref = f"{self.quote(table.name)}.{self.quote(first)}"
-        fail = sa.literal_column(f"(SELECT {ref} UNION ALL SELECT {ref})")  # same type as the key
+        # Two rows of the key column itself: an error, and of the key's type (MariaDB checks).
+        fail: Any = sa.literal_column(f"(SELECT {ref} UNION ALL SELECT {ref})")
         guard = (first, sa.case((same_key, table.c[first]), else_=fail))
         return stmt.on_duplicate_key_update([guard, *((c, stmt.inserted[c]) for c in columns)])
 
