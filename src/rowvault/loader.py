@@ -15,6 +15,8 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
@@ -75,6 +77,21 @@ class DeferredWrites:
 
 
 @dataclass
+class _Batch:
+    """One batch on its way: prepared in one thread, maybe written in another."""
+
+    chunk: list[Any]
+    base: int
+    records: list[Any]
+    cols: list[Sequence[Any]]
+    rows: list[Row]
+    held: list[Row]
+    errors: dict[int, str]
+    good: list[int]
+    outcome: Outcome | None = None
+
+
+@dataclass
 class LoadContext:
     """What every table's loader shares during one restore."""
 
@@ -93,6 +110,8 @@ class LoadContext:
     on_checkpoint: Callable[[str, int], None] = lambda table, done: None
     failures: Failures = field(default_factory=Failures)
     deferred: DeferredWrites = field(default_factory=DeferredWrites)
+    pipeline: ThreadPoolExecutor | None = None
+    """A writer thread, for engines that work in another process while Python prepares."""
 
 
 def format_key(values: Sequence[Any]) -> str:
@@ -137,29 +156,65 @@ class TableLoader:
                 )
 
     def _batches(self, section: Section, items: Iterator[Any], index: int) -> None:
+        """Prepare a batch, write it, settle it. With a pipeline (engines in another process),
+        the next batch is prepared while the previous one is being written."""
         ctx = self.ctx
-        while True:
-            if ctx.should_stop():
-                raise RestoreAborted("cancelled", cancelled=True)
-            chunk = list(islice(items, ctx.sizer.size()))
-            if not chunk:
-                break
-            started = time.perf_counter()
-            records, clean = self.load_batch(chunk, index, section)
-            if clean:
-                ctx.sizer.record(len(chunk), time.perf_counter() - started)
-            index += len(chunk)
-            self.result.processed += len(chunk)
-            last = records[-1] if records else None
-            ctx.progress.advance(self.plan.source, len(chunk), self.record_id(last, index - 1))
-            ctx.on_checkpoint(self.plan.source, index)
-            ctx.report(ctx.progress)
-            if ctx.delay_seconds:
-                time.sleep(ctx.delay_seconds)
+        pipeline = ctx.pipeline if self._may_pipeline else None
+        pending: tuple[_Batch, Future[None]] | None = None
+        clock = time.perf_counter()
+        try:
+            while True:
+                if ctx.should_stop():
+                    raise RestoreAborted("cancelled", cancelled=True)
+                chunk = list(islice(items, ctx.sizer.size()))
+                if not chunk:
+                    break
+                batch = self.prepare(chunk, index, section)
+                index += len(chunk)
+                if pipeline is None:
+                    self.write(batch)
+                    clock = self._settle(batch, None, clock)
+                    continue
+                if pending is not None:
+                    clock = self._settle(pending[0], pending[1], clock)
+                pending = (batch, pipeline.submit(self.write, batch))
+            if pending is not None:
+                batch, future = pending
+                pending = None
+                self._settle(batch, future, clock)
+        finally:
+            if pending is not None:  # stopping early: the connection is free only once it is done
+                with suppress(BaseException):
+                    pending[1].result()
+
+    @property
+    def _may_pipeline(self) -> bool:
+        # Children of a failed row must be known before the next batch is prepared.
+        return all(check.parent != self.plan.source for check in self.plan.parent_checks)
+
+    def _settle(self, batch: _Batch, future: Future[None] | None, since: float) -> float:
+        if future is not None:
+            future.result()
+        self.settle(batch)
+        now = time.perf_counter()
+        if not batch.errors:
+            self.ctx.sizer.record(len(batch.chunk), now - since)
+        if self.ctx.delay_seconds:
+            time.sleep(self.ctx.delay_seconds)
+            now = time.perf_counter()
+        return now
 
     # -- one batch -------------------------------------------------------------------------
 
-    def load_batch(self, chunk: list[Any], base: int, section: Section) -> tuple[list[Any], bool]:
+    def load_batch(self, chunk: list[Any], base: int, section: Section) -> _Batch:
+        """Prepare, write and settle one batch (what the pipeline does in two threads)."""
+        batch = self.prepare(chunk, base, section)
+        self.write(batch)
+        self.settle(batch)
+        return batch
+
+    def prepare(self, chunk: list[Any], base: int, section: Section) -> _Batch:
+        """Parse, pick, decode and check one batch; nothing touches the database."""
         n = len(chunk)
         errors: dict[int, str] = {}
         records = self._parse(chunk, section, base, errors)
@@ -182,18 +237,54 @@ class TableLoader:
                 cols[p] = [None] * n
         rows: list[Row] = list(zip(*cols, strict=True))
         good = [i for i in range(n) if i not in errors] if errors else list(range(n))
-        if good:
-            batch = [rows[i] for i in good] if errors else rows
-            self._write(batch, good, errors, fresh=self.plan.fresh)
-        if held:
-            for i in good:
-                if i not in errors and any(v is not None for v in held[i]):
-                    key = self._key_pick(rows[i]) if self._key_pick else ()
+        return _Batch(chunk, base, records, cols, rows, held, errors, good)
+
+    def write(self, batch: _Batch) -> None:
+        """Write the batch's good rows; the database's refusals join `batch.errors`."""
+        if not batch.good:
+            return
+        rows = [batch.rows[i] for i in batch.good] if batch.errors else batch.rows
+        ctx = self.ctx
+        if ctx.simulate:
+            batch.outcome = Outcome(created=len(rows))
+            return
+
+        def attempt(part: list[Row], fresh: bool) -> Outcome:
+            return ctx.dialect.write(ctx.conn, self.plan.target, part, fresh=fresh, mode=ctx.mode)
+
+        batch.outcome = bisect(
+            ctx,
+            rows,
+            list(batch.good),
+            batch.errors,
+            attempt,
+            target=self.plan.target,
+            fresh=self.plan.fresh,
+        )
+
+    def settle(self, batch: _Batch) -> None:
+        """Count, report and checkpoint a written batch."""
+        ctx, result, errors = self.ctx, self.result, batch.errors
+        if batch.outcome is not None:
+            result.created += batch.outcome.created
+            result.updated += batch.outcome.updated
+            result.unchanged += batch.outcome.unchanged
+        if batch.held:
+            for i in batch.good:
+                if i not in errors and any(v is not None for v in batch.held[i]):
+                    key = self._key_pick(batch.rows[i]) if self._key_pick else ()
                     key = key if isinstance(key, tuple) else (key,)
-                    self.ctx.deferred.add(self.plan.source, key, held[i], records[i])
+                    ctx.deferred.add(self.plan.source, key, batch.held[i], batch.records[i])
         for i in sorted(errors):
-            self._fail(i, errors[i], records[i] if records[i] is not None else chunk[i], cols, base)
-        return records, not errors
+            record = batch.records[i] if batch.records[i] is not None else batch.chunk[i]
+            self._fail(i, errors[i], record, batch.cols, batch.base)
+        n = len(batch.chunk)
+        result.processed += n
+        done = batch.base + n
+        last = batch.records[-1] if batch.records else None
+        ctx.progress.advance(self.plan.source, n, self.record_id(last, done - 1))
+        ctx.on_checkpoint(self.plan.source, done)
+        ctx.report(ctx.progress)
 
     def _parse(
         self, chunk: list[Any], section: Section, base: int, errors: dict[int, str]
@@ -246,22 +337,6 @@ class TableLoader:
                     errors[i] = f"skipped: parent {check.parent}:{format_key(key)} failed"
 
     # -- writing with bisection ------------------------------------------------------------
-
-    def _write(
-        self, rows: list[Row], idxs: list[int], errors: dict[int, str], *, fresh: bool
-    ) -> None:
-        ctx = self.ctx
-        if ctx.simulate:
-            self.result.created += len(rows)
-            return
-
-        def attempt(part: list[Row], fresh: bool) -> Outcome:
-            return ctx.dialect.write(ctx.conn, self.plan.target, part, fresh=fresh, mode=ctx.mode)
-
-        outcome = bisect(ctx, rows, idxs, errors, attempt, target=self.plan.target, fresh=fresh)
-        self.result.created += outcome.created
-        self.result.updated += outcome.updated
-        self.result.unchanged += outcome.unchanged
 
     def _fail(self, i: int, reason: str, record: Any, cols: list[Sequence[Any]], base: int) -> None:
         source = self.plan.source

@@ -13,6 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,8 @@ class _Run:
             should_stop=should_stop or (lambda: False),
             on_checkpoint=on_checkpoint or (lambda table, done: None),
         )
+        if dialect.pipelined and not options.batch_delay_ms:
+            ctx.pipeline = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rowvault-writer")
         status = "error"
         try:
             tx.start()
@@ -203,6 +206,8 @@ class _Run:
             try:
                 tx.finish()
             finally:
+                if ctx.pipeline is not None:
+                    ctx.pipeline.shutdown(wait=True)
                 ctx.deferred.close()
                 self.result.rejects_path = rejects.close()
                 dialect.release(conn)

@@ -70,6 +70,9 @@ class Dialect:
     begin_sql: ClassVar[str] = "BEGIN"
     max_params: ClassVar[int] = 30000
     transactional_ddl: ClassVar[bool] = True
+    pipelined: ClassVar[bool] = True
+    """Write on a second thread while the next batch is prepared: worth it when the
+    database works in another process (the driver releases the GIL while it waits)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

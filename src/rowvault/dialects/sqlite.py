@@ -17,6 +17,7 @@ class SQLiteDialect(Dialect):
     name: ClassVar[str] = "sqlite"
     paramstyle: ClassVar[str] = "qmark"
     max_params: ClassVar[int] = 30000
+    pipelined: ClassVar[bool] = False  # in-process: the threads would only trade the GIL
 
     def prepare(self, conn: Any) -> None:
         conn.isolation_level = None  # autocommit; rowvault issues BEGIN/COMMIT itself
