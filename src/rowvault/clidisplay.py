@@ -85,13 +85,13 @@ def progress_bars(label: str, *, enabled: bool = True) -> Iterator[ProgressBars 
 def restore_summary(result: RestoreResult) -> None:
     title = "dry run - nothing was written" if result.dry_run else "restore"
     table = Table(title=f"{title}: {result.database}", title_justify="left")
-    for column in ("table", "target", "records", "created", "updated", "unchanged", "failed"):
-        table.add_column(column, justify="left" if column in ("table", "target") else "right")
+    table.add_column("table", no_wrap=True)
+    for column in ("records", "created", "updated", "unchanged", "failed"):
+        table.add_column(column, justify="right")
     for t in result.tables.values():
-        target = t.target + (" (new)" if t.created_table else "")
+        name = t.table if t.target == t.table else f"{t.table} → {t.target}"
         table.add_row(
-            t.table,
-            target,
+            name + (" *" if t.created_table else ""),
             f"{t.total:,}",
             f"{t.created:,}",
             f"{t.updated:,}",
@@ -99,6 +99,8 @@ def restore_summary(result: RestoreResult) -> None:
             Text(f"{t.failed:,}", style="red" if t.failed else ""),
         )
     console.print(table)
+    if any(t.created_table for t in result.tables.values()):
+        console.print("* table created by this restore")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", markup=True)
     if result.skipped_tables:
