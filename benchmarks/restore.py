@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
-PG_ADMIN = os.environ.get(
-    "ROWVAULT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN = os.environ.get("ROWVAULT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TARGETS = {"sqlite-empty": 0.6, "pg-empty": 0.5}
 RSS_LIMIT_MB = 150
 

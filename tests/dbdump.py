@@ -29,8 +29,7 @@ def dump(url: str, *, portable: bool = False, json_columns: set[str] = frozenset
             cols = [c.name for c in table.columns]
             normalized = [
                 tuple(
-                    _value(v, portable, f"{name}.{c}" in json_columns)
-                    for v, c in zip(row, cols, strict=True)
+                    _value(v, portable, f"{name}.{c}" in json_columns) for v, c in zip(row, cols, strict=True)
                 )
                 for row in rows
             ]
@@ -48,9 +47,7 @@ def _value(value: Any, portable: bool, is_json: bool) -> Any:
     if not portable:
         return value
     if isinstance(value, datetime):
-        return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).replace(
-            tzinfo=None
-        )
+        return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).replace(tzinfo=None)
     if isinstance(value, time):
         return value.replace(tzinfo=None)
     if isinstance(value, uuid.UUID):

@@ -129,9 +129,7 @@ def test_a_missing_file_is_refused(target: str, tmp_path: Path) -> None:
     refused(target, tmp_path / "nowhere.json", BackupFileError, "no such file")
 
 
-def test_skip_unknown_restores_the_rest_and_reports_what_it_left_out(
-    target: str, tmp_path: Path
-) -> None:
+def test_skip_unknown_restores_the_rest_and_reports_what_it_left_out(target: str, tmp_path: Path) -> None:
     path = write_json(
         tmp_path / "extra.json",
         {

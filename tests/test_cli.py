@@ -53,9 +53,7 @@ def test_backup_and_restore_with_json_output(demo_db: Path, tmp_path: Path) -> N
     backup = tmp_path / "b.json.gz"
     assert runner.invoke(app, ["backup", "--db", str(demo_db), "-o", str(backup)]).exit_code == 0
 
-    result = runner.invoke(
-        app, ["restore", str(backup), "--db", str(tmp_path / "new.db"), "--json"]
-    )
+    result = runner.invoke(app, ["restore", str(backup), "--db", str(tmp_path / "new.db"), "--json"])
 
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
@@ -72,9 +70,7 @@ def test_record_errors_exit_with_3_and_are_listed(demo_db: Path, tmp_path: Path)
     tables["daily_metrics"][0]["value"] = "lots"
     spoiled = write_backup(tmp_path / "spoiled.json", metadata, tables)
 
-    result = runner.invoke(
-        app, ["restore", str(spoiled), "--db", str(tmp_path / "new.db"), "--json"]
-    )
+    result = runner.invoke(app, ["restore", str(spoiled), "--db", str(tmp_path / "new.db"), "--json"])
 
     assert result.exit_code == 3
     answer = json.loads(result.stdout)
@@ -99,9 +95,7 @@ def test_replace_needs_yes(demo_db: Path, tmp_path: Path) -> None:
     backup = tmp_path / "b.json"
     runner.invoke(app, ["backup", "--db", str(demo_db), "-o", str(backup)])
 
-    refused = runner.invoke(
-        app, ["restore", str(backup), "--db", str(demo_db), "--mode", "replace"]
-    )
+    refused = runner.invoke(app, ["restore", str(backup), "--db", str(demo_db), "--mode", "replace"])
     confirmed = runner.invoke(
         app, ["restore", str(backup), "--db", str(demo_db), "--mode", "replace", "--yes", "--json"]
     )
@@ -172,9 +166,7 @@ def test_dry_run_writes_nothing(demo_db: Path, tmp_path: Path) -> None:
     runner.invoke(app, ["backup", "--db", str(demo_db), "-o", str(backup)])
     target = tmp_path / "empty.db"
 
-    result = runner.invoke(
-        app, ["restore", str(backup), "--db", str(target), "--dry-run", "--json"]
-    )
+    result = runner.invoke(app, ["restore", str(backup), "--db", str(target), "--dry-run", "--json"])
 
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)

@@ -27,9 +27,7 @@ def same(a: str, b: str) -> bool:
     return dump(a, json_columns=JSON_COLUMNS) == dump(b, json_columns=JSON_COLUMNS)
 
 
-def test_a_file_with_tables_in_reverse_order_restores(
-    make_db, engine_kind: str, tmp_path: Path
-) -> None:
+def test_a_file_with_tables_in_reverse_order_restores(make_db, engine_kind: str, tmp_path: Path) -> None:
     source, target = make_db(engine_kind), make_db(engine_kind)
     build_demo(source, 1500)
     rowvault.backup(source, tmp_path / "b.json")

@@ -123,9 +123,7 @@ def test_a_stream_is_written_and_read_like_a_file() -> None:
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
-def test_a_pretty_printed_file_is_read_as_json_with_the_same_records(
-    tmp_path: Path, wrapped: bool
-) -> None:
+def test_a_pretty_printed_file_is_read_as_json_with_the_same_records(tmp_path: Path, wrapped: bool) -> None:
     document: dict[str, Any] = {"metadata": METADATA, **TABLES}
     if wrapped:
         document = {"backupData": document}

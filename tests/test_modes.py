@@ -88,9 +88,7 @@ def test_dry_run_counts_what_would_happen_and_writes_nothing(restored: tuple[str
     assert result.tables["audit_logs"].unchanged == result.tables["audit_logs"].total
 
 
-def test_dry_run_into_an_empty_database_creates_nothing(
-    make_db, engine_kind: str, tmp_path: Path
-) -> None:
+def test_dry_run_into_an_empty_database_creates_nothing(make_db, engine_kind: str, tmp_path: Path) -> None:
     source, target = make_db(engine_kind), make_db(engine_kind)
     build_demo(source, RECORDS)
     backup = tmp_path / "b.json"

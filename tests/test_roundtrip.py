@@ -49,9 +49,7 @@ def test_round_trip_across_engines(make_db, first: str, second: str, tmp_path: P
     )
 
 
-def test_restoring_twice_leaves_the_same_database(
-    make_db, engine_kind: str, tmp_path: Path
-) -> None:
+def test_restoring_twice_leaves_the_same_database(make_db, engine_kind: str, tmp_path: Path) -> None:
     source, target = make_db(engine_kind), make_db(engine_kind)
     build_demo(source, RECORDS)
     backup = tmp_path / "backup.json"
@@ -68,9 +66,7 @@ def test_restoring_twice_leaves_the_same_database(
     assert sum(t.unchanged for t in again.tables.values()) == RECORDS
 
 
-def test_restore_updates_changed_rows_and_counts_them(
-    make_db, engine_kind: str, tmp_path: Path
-) -> None:
+def test_restore_updates_changed_rows_and_counts_them(make_db, engine_kind: str, tmp_path: Path) -> None:
     source, target = make_db(engine_kind), make_db(engine_kind)
     build_demo(source, RECORDS)
     backup = tmp_path / "backup.json"
@@ -91,9 +87,7 @@ def test_restore_updates_changed_rows_and_counts_them(
     assert dump(target, json_columns=JSON_COLUMNS) == dump(source, json_columns=JSON_COLUMNS)
 
 
-def test_next_insert_without_id_succeeds_after_restore(
-    make_db, engine_kind: str, tmp_path: Path
-) -> None:
+def test_next_insert_without_id_succeeds_after_restore(make_db, engine_kind: str, tmp_path: Path) -> None:
     source, target = make_db(engine_kind), make_db(engine_kind)
     build_demo(source, RECORDS)
     backup = tmp_path / "backup.json"

@@ -60,9 +60,7 @@ def backup(
         finally:
             dialect.release(conn)
     result.seconds = time.perf_counter() - started
-    log.info(
-        "[backup] %d records from %d tables in %.1fs", result.total, len(names), result.seconds
-    )
+    log.info("[backup] %d records from %d tables in %.1fs", result.total, len(names), result.seconds)
     return result
 
 
@@ -178,9 +176,7 @@ class _Queries:
             keep = self._keep(parent, alias, seen | {name})
             if keep is None:
                 continue
-            joins = [
-                alias.c[r] == table.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True)
-            ]
+            joins = [alias.c[r] == table.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True)]
             nulls = [table.c[c].is_(None) for c in fk.columns]
             conditions.append(sa.or_(*nulls, sa.exists().where(*joins, keep)))
         return conditions
@@ -232,9 +228,7 @@ def _write(
             progress(state)
             writer.begin_table(name)
             written = 0
-            for encoded in _encoded_batches(
-                dialect, conn, schema.specs[name], queries.select(name)
-            ):
+            for encoded in _encoded_batches(dialect, conn, schema.specs[name], queries.select(name)):
                 writer.write_records(encoded)
                 written += len(encoded)
                 state.advance(name, len(encoded))
@@ -259,9 +253,7 @@ def _write(
     return result
 
 
-def _encoded_batches(
-    dialect: Dialect, conn: Any, spec: TableSpec, sql: str
-) -> Iterator[list[bytes]]:
+def _encoded_batches(dialect: Dialect, conn: Any, spec: TableSpec, sql: str) -> Iterator[list[bytes]]:
     names = spec.column_names
     encoders: list[tuple[int, Callable[[Any], Any]]] = []
     for i, col in enumerate(spec.columns):
@@ -274,9 +266,7 @@ def _encoded_batches(
         try:
             yield [dumps(dict(zip(names, row, strict=True)), default=json_default) for row in rows]
         except (TypeError, orjson.JSONEncodeError) as exc:
-            raise BackupAborted(
-                f"a value cannot be written as JSON ({exc})", table=spec.name
-            ) from exc
+            raise BackupAborted(f"a value cannot be written as JSON ({exc})", table=spec.name) from exc
 
 
 def _apply(row: Sequence[Any], encoders: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:

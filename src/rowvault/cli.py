@@ -7,9 +7,11 @@ Errors become exit codes in one place (`_errors_to_exit_codes`): 0 success, 1 fa
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,12 +20,23 @@ import typer
 
 from . import __version__
 from .backup import backup as run_backup
-from .clidisplay import backup_summary, error, plain, progress_bars, restore_summary
-from .errors import ConfirmationRequired, RestoreAborted, RowvaultError, ValidationError
+from .clidisplay import backup_summary, error, jobs_table, plain, progress_bars, restore_summary
+from .errors import (
+    BackupFileError,
+    ConfirmationRequired,
+    OptionError,
+    RestoreAborted,
+    RowvaultError,
+    ValidationError,
+)
+from .jobs import Job, JobRunner, StateStore, new_runner
+from .jobs.runner import STALE_AFTER_SECONDS
 from .options import MODES, BackupOptions, RestoreOptions
 from .reader import BackupFile
-from .restore import restore as run_restore
+from .rejects import default_rejects_path
 from .restore import validate as run_validate
+from .results import RestoreResult
+from .settings import load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_RECORD_ERRORS = 0, 1, 3
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,24 +123,18 @@ def _limits(values: list[str] | None) -> dict[str, int]:
 @_errors_to_exit_codes
 def backup(
     db: Db = "",
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Backup file; .gz for gzip.")
-    ] = Path("backup.json.gz"),
-    tables: Annotated[
-        list[str] | None, typer.Option("--tables", help="Only these tables (a,b).")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Leave these tables out.")
-    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Backup file; .gz for gzip.")] = Path(
+        "backup.json.gz"
+    ),
+    tables: Annotated[list[str] | None, typer.Option("--tables", help="Only these tables (a,b).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Leave these tables out.")] = None,
     limit: Annotated[
         list[str] | None,
         typer.Option("--limit", help="Keep the N newest rows: TABLE=N (repeatable)."),
     ] = None,
     no_demo_data: Annotated[
         bool,
-        typer.Option(
-            "--no-demo-data", help="Leave out demo rows (is_demo) and rows referencing them."
-        ),
+        typer.Option("--no-demo-data", help="Leave out demo rows (is_demo) and rows referencing them."),
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -153,19 +160,13 @@ def _nothing(progress: Any, /) -> None:
 @app.command()
 @_errors_to_exit_codes
 def restore(
-    file: Annotated[
-        Path, typer.Argument(help="Backup file (.json or .json.gz).", show_default=False)
-    ],
+    file: Annotated[Path, typer.Argument(help="Backup file (.json or .json.gz).", show_default=False)],
     db: Db = "",
     mode: Annotated[
         str,
-        typer.Option(
-            "--mode", help=f"One of {', '.join(MODES)}; replace empties the tables first."
-        ),
+        typer.Option("--mode", help=f"One of {', '.join(MODES)}; replace empties the tables first."),
     ] = "upsert",
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Confirm a destructive mode (replace).")
-    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm a destructive mode (replace).")] = False,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -176,9 +177,7 @@ def restore(
     ] = None,
     batch_delay_ms: Annotated[
         int,
-        typer.Option(
-            "--batch-delay-ms", envvar="RESTORE_BATCH_DELAY_MS", help="Pause between batches."
-        ),
+        typer.Option("--batch-delay-ms", envvar="RESTORE_BATCH_DELAY_MS", help="Pause between batches."),
     ] = 0,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")
@@ -192,23 +191,137 @@ def restore(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Restore a backup: validate it, then upsert it in batches, parents first."""
-    options = RestoreOptions(
+    """Restore a backup: validate it, then upsert it in batches, parents first.
+
+    The restore is a job in the state store (ROWVAULT_HOME), visible to `rowvault jobs` and
+    to a server on the same home, and can be resumed with `rowvault resume`."""
+    options = {
+        "mode": mode,
+        "batchSize": batch_size,
+        "batchDelayMs": batch_delay_ms,
+        "dryRun": dry_run,
+        "skipUnknown": skip_unknown,
+        "confirmReplace": yes,
+        "rejectsPath": str((rejects or default_rejects_path(str(file))).resolve()),
+    }
+    RestoreOptions(  # refuse bad options before a job is recorded
         mode=mode,  # type: ignore[arg-type]
         batch_size=batch_size,
         batch_delay_ms=batch_delay_ms,
         dry_run=dry_run,
-        skip_unknown=skip_unknown,
         confirm_replace=yes,
-        rejects_path=rejects,
     )
-    with progress_bars("restore", enabled=not json_output) as bars:
-        result = run_restore(db, file, options=options, progress=bars or _nothing)
+    if not file.exists():
+        raise BackupFileError(file, "no such file")
+    with _runner(db) as runner:
+        job = runner.create_restore(file.resolve(), options)
+        with progress_bars("restore", enabled=not json_output) as bars:
+            job = runner.run(job.id, progress=bars)
+    _report_job(job, json_output)
+
+
+def _report_job(job: Job, json_output: bool) -> None:
+    result = RestoreResult.from_dict(job.result) if job.result else None
     if json_output:
-        typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
-    else:
+        answer = {**(job.result or {}), "progressId": job.id, "status": job.status}
+        if job.status != "completed":
+            answer.update(success=False, error=job.error)
+        typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+    elif result is not None:
         restore_summary(result)
-    raise typer.Exit(EXIT_OK if result.error_count == 0 else EXIT_RECORD_ERRORS)
+    if job.status != "completed":
+        error(job.error or f"the restore ended {job.status}")
+        plain(f"job {job.id}: resume it with `rowvault resume {job.id}`")
+        raise typer.Exit(EXIT_FAILED)
+    plain(f"job {job.id}")
+    raise typer.Exit(EXIT_OK if result is None or result.error_count == 0 else EXIT_RECORD_ERRORS)
+
+
+@contextmanager
+def _runner(db: str) -> Iterator[JobRunner]:
+    settings = load_settings(DATABASE_URL=db or None)
+    if not settings.database_url:
+        raise OptionError("no database given: pass --db URL or set DATABASE_URL")
+    runner = new_runner(settings)
+    try:
+        runner.recover()
+        yield runner
+    finally:
+        runner.close()
+        runner.store.close()
+
+
+@app.command()
+@_errors_to_exit_codes
+def resume(
+    job_id: Annotated[str, typer.Argument(help="The job (progress id) to resume.", show_default=False)],
+    db: Db = "",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Resume an interrupted, cancelled or failed restore from its checkpoint."""
+    with _runner(db) as runner:
+        job = runner.prepare_resume(job_id)
+        with progress_bars("restore", enabled=not json_output) as bars:
+            job = runner.run(job.id, progress=bars)
+    _report_job(job, json_output)
+
+
+@app.command()
+@_errors_to_exit_codes
+def jobs(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20,
+) -> None:
+    """Recent jobs in the state store (ROWVAULT_HOME or ROWVAULT_STATE_URL), newest first."""
+    settings = load_settings()
+    if not settings.state_url and not (settings.home / "state.db").exists():
+        plain("no jobs yet")
+        return
+    store = StateStore(settings.state_database)
+    try:
+        store.interrupt_stale(stale_after=STALE_AFTER_SECONDS)
+        recent = store.recent(limit)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(
+            orjson.dumps([job.progress_record() for job in recent], option=orjson.OPT_INDENT_2).decode()
+        )
+        return
+    jobs_table(recent)
+
+
+@app.command()
+@_errors_to_exit_codes
+def serve(
+    db: Db = "",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the HTTP API and the web page."""
+    import uvicorn
+
+    from .web import create_app
+
+    settings = load_settings(DATABASE_URL=db or None)
+    if not settings.database_url:
+        raise OptionError("no database given: pass --db URL or set DATABASE_URL")
+    if not _loopback(host) and not settings.token_value:
+        raise OptionError(
+            f"refusing to listen on {host} without a token: set ROWVAULT_TOKEN, or listen on 127.0.0.1"
+        )
+    logging.getLogger("rowvault").setLevel(logging.INFO)
+    plain(f"rowvault {__version__} serving {settings.database_url.split('@')[-1]} on http://{host}:{port}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()
@@ -243,10 +356,7 @@ def validate(
         for warning in plan.warnings:
             plain(f"warning: {warning}")
         created = [tp.name for tp in plan.created]
-        plain(
-            "it fits the database"
-            + (f"; tables to create: {', '.join(created)}" if created else "")
-        )
+        plain("it fits the database" + (f"; tables to create: {', '.join(created)}" if created else ""))
 
 
 @app.command()
@@ -256,9 +366,7 @@ def demo(
     db: Annotated[
         str, typer.Option("--db", help="Where to build it (SQLite path or URL).")
     ] = "rowvault-demo.db",
-    no_serve: Annotated[
-        bool, typer.Option("--no-serve", help="Only build the demo database.")
-    ] = False,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Only build the demo database.")] = False,
 ) -> None:
     """Build the demo database; without --no-serve, also back it up and restore it."""
     from .demo import build_demo

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -128,6 +129,27 @@ def backup_summary(result: BackupResult) -> None:
         f"({result.bytes_written / 1e6:,.1f} MB uncompressed) in {result.seconds:.1f}s "
         f"({rate:,.0f}/s)"
     )
+
+
+def jobs_table(jobs: list[Any]) -> None:
+    if not jobs:
+        plain("no jobs yet")
+        return
+    table = Table(title="jobs, newest first", title_justify="left")
+    for column in ("id", "status", "records", "errors", "file", "started"):
+        table.add_column(column, no_wrap=column in ("id", "status"))
+    for job in jobs:
+        p = job.progress_record()
+        started = p.get("startedAt") or ""
+        table.add_row(
+            job.id,
+            job.status,
+            f"{p.get('processed', 0):,}/{p.get('total', 0):,}",
+            str(p.get("errorCount", 0)),
+            Path(job.source).name if job.source else "",
+            started.replace("T", " ")[:19],
+        )
+    console.print(table)
 
 
 def error(message: str) -> None:

@@ -521,9 +521,7 @@ def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None)
     if kind == "float":
         return _decoder({float, int}, None, _as_float)
     if kind == "decimal":
-        return Decoder(
-            frozenset({str, int, float}), _check_decimal, _check_decimal, column=_decimal_column
-        )
+        return Decoder(frozenset({str, int, float}), _check_decimal, _check_decimal, column=_decimal_column)
     if kind == "string":
         return _decoder({str}, None, _as_text)
     if kind == "boolean":

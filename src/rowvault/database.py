@@ -93,8 +93,7 @@ def open_database(db: DatabaseLike, *, must_exist: bool = False) -> Database:
         raise OptionError(f"not a database URL or SQLite path: {text!r} ({exc})") from exc
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise DatabaseError(
-            f"no driver for {text.split('://')[0]!r}: install rowvault[postgresql] or "
-            f"rowvault[mysql] ({exc})"
+            f"no driver for {text.split('://')[0]!r}: install rowvault[postgresql] or rowvault[mysql] ({exc})"
         ) from exc
     return Database(engine, owned=True)
 

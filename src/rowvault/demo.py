@@ -80,16 +80,12 @@ categories = sa.Table(  # references itself
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("path", sa.String(500), nullable=False),
 )
-departments = (
-    sa.Table(  # departments.manager_id -> employees, employees.department_id -> departments
-        "departments",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.String(100), nullable=False),
-        sa.Column(
-            "manager_id", sa.ForeignKey("employees.id", use_alter=True, name="fk_dept_manager")
-        ),
-    )
+departments = sa.Table(  # departments.manager_id -> employees, employees.department_id -> departments
+    "departments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("manager_id", sa.ForeignKey("employees.id", use_alter=True, name="fk_dept_manager")),
 )
 employees = sa.Table(
     "employees",
@@ -178,9 +174,7 @@ def table_sizes(records: int) -> dict[str, int]:
     sizes["departments"] = max(3, sizes["departments"])
     sizes["opening_hours"] = min(sizes["opening_hours"], sizes["businesses"] * 7)
     per_product = min(3, sizes["categories"])
-    sizes["product_categories"] = min(
-        sizes["product_categories"], sizes["business_products"] * per_product
-    )
+    sizes["product_categories"] = min(sizes["product_categories"], sizes["business_products"] * per_product)
     sizes["daily_metrics"] = records - sum(sizes.values())
     if sizes["daily_metrics"] < 0:
         sizes["audit_logs"] += sizes["daily_metrics"]

@@ -196,9 +196,7 @@ class GunzipStream(io.RawIOBase):
             data = self._raw.read(self._chunk)
             if not data:
                 if self._in_member:
-                    raise EOFError(
-                        "Compressed file ended before the end-of-stream marker was reached"
-                    )
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
                 return 0
             self._in_member = True
             self._pending = data
@@ -263,17 +261,13 @@ def read_metadata_line(first: bytes) -> dict[str, Any] | None:
 
 def line_sections(stream: IO[bytes], name: str, *, compressed: bool) -> Iterator[Section]:
     """The sections of a file in rowvault's line layout (its metadata line already read)."""
-    reader = line_reader(
-        stream, name, compressed=compressed, translate=lambda exc: read_failure(name, exc)
-    )
+    reader = line_reader(stream, name, compressed=compressed, translate=lambda exc: read_failure(name, exc))
     while (item := reader.line()) is not None:
         line, _ = item
         if line in (b"}", b""):
             continue
         if not line.endswith(b":["):
-            raise BackupFileError(
-                name, f"expected a table, found {_show(line)}", line=reader.lineno - 1
-            )
+            raise BackupFileError(name, f"expected a table, found {_show(line)}", line=reader.lineno - 1)
         table = table_name(line, name, reader.lineno - 1)
         section = Section(table, records(reader, table), orjson.loads, first_line=reader.lineno)
         yield section

@@ -185,9 +185,7 @@ def records(reader: LineReader, table: str) -> Iterator[bytes]:
     return chain.from_iterable(map(split_region, reader.regions(table)))
 
 
-def guarded(
-    chunks: Iterator[bytes], translate: Callable[[BaseException], Exception]
-) -> Iterator[bytes]:
+def guarded(chunks: Iterator[bytes], translate: Callable[[BaseException], Exception]) -> Iterator[bytes]:
     """Decompression and I/O errors become the file's own error, block by block."""
     try:
         yield from chunks

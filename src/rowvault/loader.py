@@ -286,9 +286,7 @@ class TableLoader:
         ctx.on_checkpoint(self.plan.source, done)
         ctx.report(ctx.progress)
 
-    def _parse(
-        self, chunk: list[Any], section: Section, base: int, errors: dict[int, str]
-    ) -> list[Any]:
+    def _parse(self, chunk: list[Any], section: Section, base: int, errors: dict[int, str]) -> list[Any]:
         parse = section.parse
         if parse is None:
             return chunk
@@ -346,8 +344,7 @@ class TableLoader:
         self.ctx.rejects.add(source, record, reason)
         for columns, positions in self._referenced:
             key = tuple(
-                cols[p][i] if cols[p][i] is not None else _raw(record, self.plan.keys[p])
-                for p in positions
+                cols[p][i] if cols[p][i] is not None else _raw(record, self.plan.keys[p]) for p in positions
             )
             self.ctx.failures.add(source, columns, key)
 
@@ -386,9 +383,7 @@ def bisect(
         except Exception as exc:
             _rollback(ctx)
             if not ctx.dialect.is_record_error(exc):
-                raise RestoreAborted(
-                    f"the database failed: {ctx.dialect.error_message(exc)}"
-                ) from exc
+                raise RestoreAborted(f"the database failed: {ctx.dialect.error_message(exc)}") from exc
             if part_fresh:  # perhaps rows already there: retry as an upsert
                 work.append((part, part_idxs, False))
             elif len(part) == 1:
@@ -411,9 +406,7 @@ def _rollback(ctx: LoadContext) -> None:
         raise RestoreAborted(f"the database connection failed: {exc}") from exc
 
 
-def apply_deferred(
-    plan: TablePlan, ctx: LoadContext, result: TableResult, batch: int = 2000
-) -> None:
+def apply_deferred(plan: TablePlan, ctx: LoadContext, result: TableResult, batch: int = 2000) -> None:
     """Fill in the foreign keys held back for cycles, now that every parent is written."""
     columns = [plan.target.columns[p] for d in plan.deferrals for p in d.positions]
     if not columns or ctx.simulate:

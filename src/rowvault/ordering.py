@@ -44,9 +44,7 @@ def plan_order(tables: Sequence[str], edges: Sequence[Edge]) -> Order:
     return Order(_topological(tables, kept, position), frozenset(deferred))
 
 
-def _topological(
-    tables: Sequence[str], edges: Sequence[Edge], position: dict[str, int]
-) -> list[str]:
+def _topological(tables: Sequence[str], edges: Sequence[Edge], position: dict[str, int]) -> list[str]:
     waiting = {name: 0 for name in tables}
     children: dict[str, list[str]] = {name: [] for name in tables}
     for e in edges:

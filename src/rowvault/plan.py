@@ -94,9 +94,7 @@ class RestorePlan:
         return [t for t in self.tables if t.create]
 
 
-def build_plan(
-    summary: FileSummary, schema: Schema, dialect: str, options: RestoreOptions
-) -> RestorePlan:
+def build_plan(summary: FileSummary, schema: Schema, dialect: str, options: RestoreOptions) -> RestorePlan:
     plan = RestorePlan()
     selected = _selected_tables(summary, options, plan)
     match = match_names(selected, schema.specs)
@@ -138,15 +136,11 @@ def _selected_tables(summary: FileSummary, options: RestoreOptions, plan: Restor
         wanted = list(options.tables)
         plan.problems += [f"table {t!r} is not in the backup" for t in wanted if t not in names]
         names = [n for n in names if n in wanted]
-    plan.problems += [
-        f"table {t!r} is not in the backup" for t in options.exclude if t not in summary.tables
-    ]
+    plan.problems += [f"table {t!r} is not in the backup" for t in options.exclude if t not in summary.tables]
     return [n for n in names if n not in options.exclude]
 
 
-def _linked_spec(
-    spec: TableSpec, table_map: dict[str, str], schema: Schema, plan: RestorePlan
-) -> TableSpec:
+def _linked_spec(spec: TableSpec, table_map: dict[str, str], schema: Schema, plan: RestorePlan) -> TableSpec:
     """A table to create, its foreign keys pointing at the tables' names in the target."""
     fks = []
     for fk in spec.foreign_keys:
@@ -248,9 +242,7 @@ def _sa_column(col: ColumnSpec) -> sa.Column[object]:
     return sa.Column(col.name, sa.types.NullType())
 
 
-def _order_and_link(
-    by_target: dict[str, TablePlan], file_order: list[str], plan: RestorePlan
-) -> None:
+def _order_and_link(by_target: dict[str, TablePlan], file_order: list[str], plan: RestorePlan) -> None:
     edges: list[Edge] = []
     for name, draft in by_target.items():
         for i, fk in enumerate(draft.spec.foreign_keys):
@@ -268,9 +260,7 @@ def _order_and_link(
         draft = by_target[name]
         deferred = {e.key for e in order.deferred_for(name)}
         for i, fk in enumerate(draft.spec.foreign_keys):
-            if fk.ref_table not in by_target or any(
-                c not in draft.target.columns for c in fk.columns
-            ):
+            if fk.ref_table not in by_target or any(c not in draft.target.columns for c in fk.columns):
                 continue
             positions = tuple(draft.position(c) for c in fk.columns)
             parent = by_target[fk.ref_table]
@@ -282,9 +272,7 @@ def _order_and_link(
         plan.tables.append(draft)
 
 
-def _defer(
-    draft: TablePlan, fk: ForeignKeySpec, positions: tuple[int, ...], plan: RestorePlan
-) -> None:
+def _defer(draft: TablePlan, fk: ForeignKeySpec, positions: tuple[int, ...], plan: RestorePlan) -> None:
     if not draft.target.key:
         plan.warnings.append(
             f"table {draft.source!r}: rows have no key, so the foreign key to {fk.ref_table!r} "
@@ -294,8 +282,7 @@ def _defer(
     if any(draft.target.columns[p] in draft.target.key for p in positions):
         return
     if any(
-        (c := draft.spec.column(draft.target.columns[p])) is not None and not c.nullable
-        for p in positions
+        (c := draft.spec.column(draft.target.columns[p])) is not None and not c.nullable for p in positions
     ):
         plan.warnings.append(
             f"table {draft.source!r}: the foreign key to {fk.ref_table!r} is part of a cycle "

@@ -60,6 +60,8 @@ class Progress:
         default_factory=lambda: deque(maxlen=256), repr=False, compare=False
     )
     _rate: float | None = field(default=None, repr=False, compare=False)
+    error_sink: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    """Sees every error message, also those past the record's first 1,000."""
 
     # -- transitions -------------------------------------------------------------------
 
@@ -87,6 +89,8 @@ class Progress:
         self._rate = None
 
     def add_error(self, message: str) -> None:
+        if self.error_sink is not None:
+            self.error_sink(message)
         self.error_count += 1
         if len(self.errors) < MAX_ERRORS_IN_RECORD:
             self.errors.append(message)
@@ -142,10 +146,7 @@ class Progress:
             "recordId": self.record_id,
             "processed": self.processed,
             "total": self.total,
-            "counts": {
-                name: {"processed": c.processed, "total": c.total}
-                for name, c in self.counts.items()
-            },
+            "counts": {name: {"processed": c.processed, "total": c.total} for name, c in self.counts.items()},
             "errors": list(self.errors),
             "errorCount": self.error_count,
             "status": self.status,

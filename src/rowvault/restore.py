@@ -41,11 +41,16 @@ log = logging.getLogger("rowvault.restore")
 
 
 def validate(
-    db: DatabaseLike, source: Source, *, options: RestoreOptions | None = None
+    db: DatabaseLike,
+    source: Source,
+    *,
+    options: RestoreOptions | None = None,
+    summary: FileSummary | None = None,
 ) -> RestorePlan:
-    """Check `source` against `db` without writing; raises BackupFileError or ValidationError."""
+    """Check `source` against `db` without writing; raises BackupFileError or ValidationError.
+    `summary` is the result of `BackupFile(source).scan()` if the caller already ran it."""
     options = options or RestoreOptions()
-    summary = BackupFile(source).scan()
+    summary = summary or BackupFile(source).scan()
     with opened(db) as database:
         dialect = dialect_for(database.engine)
         plan = _plan(database.engine, dialect, summary, options)
@@ -63,6 +68,8 @@ def restore(
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[str, int], None] | None = None,
     resume: Mapping[str, int] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    summary: FileSummary | None = None,
     **option_kwargs: Any,
 ) -> RestoreResult:
     """Restore the backup `source` (path or seekable binary stream) into `db`.
@@ -71,17 +78,16 @@ def restore(
     `batch_size=5000`, ...). `progress` receives the progress record after every batch.
     Record errors do not raise: they are in the result (and the rejects file). Raises
     BackupFileError / ValidationError before writing anything, RestoreAborted if the
-    database fails or `should_stop()` turns true part-way.
+    database fails or `should_stop()` turns true part-way. `on_error` sees every record
+    error; `summary` is the result of `BackupFile(source).scan()` if the caller already ran it.
     """
     options = options or RestoreOptions(**option_kwargs)
     started = time.perf_counter()
-    state = Progress()
+    state = Progress(error_sink=on_error)
     file = BackupFile(source)
     log.info("[restore] reading %s", file.name)
-    summary = file.scan()
-    log.info(
-        "[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables)
-    )
+    summary = summary or file.scan()
+    log.info("[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables))
     with opened(db) as database:
         dialect = dialect_for(database.engine)
         plan = _plan(database.engine, dialect, summary, options)
@@ -111,9 +117,7 @@ def restore(
     return result
 
 
-def _plan(
-    engine: sa.Engine, dialect: Dialect, summary: FileSummary, options: RestoreOptions
-) -> RestorePlan:
+def _plan(engine: sa.Engine, dialect: Dialect, summary: FileSummary, options: RestoreOptions) -> RestorePlan:
     return build_plan(summary, _reflect(engine, dialect), dialect.name, options)
 
 
@@ -328,9 +332,7 @@ class _Run:
                 if fk.ref_table in tables:
                     self._in_transaction(ctx, partial(self._add_foreign_key, ctx, tp, tables, fk))
 
-    def _add_foreign_key(
-        self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any
-    ) -> None:
+    def _add_foreign_key(self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any) -> None:
         """Drop (and report) rows whose parent does not exist, then add the constraint."""
         child, parent = tables[tp.name], tables[fk.ref_table].alias("parent")
         refers = sa.and_(
@@ -343,9 +345,7 @@ class _Run:
         ).fetchall()
         if rows:
             self._reject_orphans(ctx, tp, child, fk, rows)
-            self.dialect.execute(
-                ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect))
-            )
+            self.dialect.execute(ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
         if self.dialect.name == "sqlite":
             return  # SQLite's foreign keys were declared with the table
         constraint = foreign_key(tp.name, fk)
@@ -359,17 +359,11 @@ class _Run:
         columns = [tp.spec.column(n) for n in names]
         encoders = [backup_encoder(c.type, self.dialect.name) if c else None for c in columns]
         key_idx = [names.index(k) for k in tp.target.key] if tp.target.key else []
-        parent_source = next(
-            (p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table
-        )
+        parent_source = next((p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table)
         table_result = self.result.tables[tp.source]
         for row in rows:
-            values = [
-                enc(v) if enc and v is not None else v for enc, v in zip(encoders, row, strict=True)
-            ]
-            record = orjson.loads(
-                orjson.dumps(dict(zip(names, values, strict=True)), default=json_default)
-            )
+            values = [enc(v) if enc and v is not None else v for enc, v in zip(encoders, row, strict=True)]
+            record = orjson.loads(orjson.dumps(dict(zip(names, values, strict=True)), default=json_default))
             fk_values = [record[c] for c in fk.columns]
             rid = format_key([row[i] for i in key_idx]) if key_idx else "?"
             reason = f"parent {parent_source}:{format_key(fk_values)} does not exist"

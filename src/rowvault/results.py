@@ -73,6 +73,37 @@ class RestoreResult:
             if len(table.errors) < MAX_ERRORS_KEPT:
                 table.errors.append(message)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RestoreResult:
+        """Read back what `to_dict()` wrote (a job's stored result)."""
+        result = cls(
+            source=str(data.get("source", "")),
+            database=str(data.get("database", "")),
+            dry_run=bool(data.get("dryRun", False)),
+            errors=list(data.get("errors") or []),
+            error_count=int(data.get("errorCount") or 0),
+            skipped_tables=list(data.get("skippedTables") or []),
+            skipped_columns=dict(data.get("skippedColumns") or {}),
+            warnings=list(data.get("warnings") or []),
+            rejects_path=Path(data["rejectsFile"]) if data.get("rejectsFile") else None,
+            seconds=float(data.get("seconds") or 0.0),
+            status=str(data.get("status", "completed")),
+        )
+        for name, t in (data.get("results") or {}).items():
+            result.tables[name] = TableResult(
+                table=name,
+                target=t.get("target", name),
+                total=t.get("total", 0),
+                processed=t.get("processed", 0),
+                created=t.get("created", 0),
+                updated=t.get("updated", 0),
+                unchanged=t.get("unchanged", 0),
+                failed=t.get("failed", 0),
+                created_table=bool(t.get("createdTable")),
+                errors=list(t.get("errors") or []),
+            )
+        return result
+
     def to_dict(self) -> dict[str, Any]:
         """The `wait=true` answer of DESIGN.md §3, plus rowvault's own fields."""
         return {
@@ -89,6 +120,8 @@ class RestoreResult:
             "warnings": list(self.warnings),
             "rejectsFile": str(self.rejects_path) if self.rejects_path else None,
             "seconds": round(self.seconds, 3),
+            "source": self.source,
+            "database": self.database,
         }
 
 

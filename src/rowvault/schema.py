@@ -153,9 +153,7 @@ def reflect(conn: Connection, json_columns: Iterable[tuple[str, str]] = ()) -> S
     metadata = sa.MetaData()
     metadata.reflect(bind=conn)
     json_set = set(json_columns)
-    specs = {
-        str(name): spec_of(table, conn.dialect, json_set) for name, table in metadata.tables.items()
-    }
+    specs = {str(name): spec_of(table, conn.dialect, json_set) for name, table in metadata.tables.items()}
     return Schema(metadata, specs)
 
 
@@ -333,9 +331,7 @@ def foreign_key(table: str, fk: ForeignKeySpec) -> sa.ForeignKeyConstraint:
 
 
 def index(table: sa.Table, ix: IndexSpec) -> sa.Index:
-    return sa.Index(
-        ix.name or _name("ix", table.name, ix.columns), *(table.c[c] for c in ix.columns)
-    )
+    return sa.Index(ix.name or _name("ix", table.name, ix.columns), *(table.c[c] for c in ix.columns))
 
 
 def _name(prefix: str, table: str, columns: Iterable[str]) -> str:

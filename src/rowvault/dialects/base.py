@@ -190,9 +190,7 @@ class Dialect:
         """For tables without a key: insert a row unless an identical one exists."""
         if "insert_missing" not in target.statements:
             table = target.table
-            values = [
-                sa.bindparam(f"v_{i}", type_=table.c[c].type) for i, c in enumerate(target.columns)
-            ]
+            values = [sa.bindparam(f"v_{i}", type_=table.c[c].type) for i, c in enumerate(target.columns)]
             same = [
                 self.comparable(table.c[c], kind).is_not_distinct_from(
                     self.comparable(sa.bindparam(f"w_{i}", type_=table.c[c].type), kind)
@@ -215,9 +213,7 @@ class Dialect:
     def enforce_foreign_keys(self, conn: Any, on: bool) -> None:
         """Turn foreign-key checks on or off for this connection, where the engine allows it."""
 
-    def prepare_table(
-        self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool
-    ) -> None:
+    def prepare_table(self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool) -> None:
         """Set up per-table helpers before the first batch: for a table without a key that
         already holds rows, an index over its columns, so "is an identical row there?" is a
         lookup and not a scan of the table for every record. (Not inside a dry run's
@@ -244,9 +240,7 @@ class Dialect:
     def drop_match_index_sql(self, target: Target) -> str:
         return f"DROP INDEX IF EXISTS {self.match_index_name(target)}"
 
-    def write(
-        self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode
-    ) -> Outcome:
+    def write(self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode) -> Outcome:
         """Write one batch inside the caller's transaction; raises on a refused record."""
         cur = conn.cursor()
         if fresh or mode in ("insert", "replace"):
@@ -279,14 +273,10 @@ class Dialect:
         stmt = (
             sa.update(table)
             .values({c: sa.bindparam(f"s_{i}") for i, c in enumerate(columns)})
-            .where(
-                sa.and_(*(table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(target.key)))
-            )
+            .where(sa.and_(*(table.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(target.key))))
         )
         sql, order = self.compile(stmt)
-        expected = [f"s_{i}" for i in range(len(columns))] + [
-            f"k_{i}" for i in range(len(target.key))
-        ]
+        expected = [f"s_{i}" for i in range(len(columns))] + [f"k_{i}" for i in range(len(target.key))]
         assert order == expected, order
         return sql
 

@@ -173,9 +173,7 @@ class MySQLDialect(Dialect):
             counter = cur.fetchone()
             if counter and counter[0] is not None and counter[0] > highest:
                 continue
-            self.execute(
-                conn, f"ALTER TABLE {self.qualified(table)} AUTO_INCREMENT = {int(highest) + 1}"
-            )
+            self.execute(conn, f"ALTER TABLE {self.qualified(table)} AUTO_INCREMENT = {int(highest) + 1}")
 
     def stream(self, conn: Any, sql: str, batch: int) -> Any:
         cur = conn.cursor(pymysql.cursors.SSCursor)

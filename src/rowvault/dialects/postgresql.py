@@ -60,9 +60,7 @@ class PostgreSQLDialect(Dialect):
     def _seen(self, target: Target) -> str:
         return self.quote(f"rowvault_seen_{target.name}"[:63])
 
-    def prepare_table(
-        self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool
-    ) -> None:
+    def prepare_table(self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool) -> None:
         """Create the stage table once per table, outside the batches' transactions. For a
         table without a key that already holds rows, also a temporary table of its rows'
         hashes (an index on the table itself would need IMMUTABLE casts and short rows)."""
@@ -78,8 +76,7 @@ class PostgreSQLDialect(Dialect):
         stage = self.stage_name(target)
         conn.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
         conn.execute(
-            f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {self.qualified(target.table)} "
-            "WITH NO DATA"
+            f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {self.qualified(target.table)} WITH NO DATA"
         )
 
     def _copy(self, conn: Any, into: str, target: Target, rows: Sequence[Row]) -> None:
@@ -89,9 +86,7 @@ class PostgreSQLDialect(Dialect):
             for row in rows:
                 write(row)
 
-    def write(
-        self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode
-    ) -> Outcome:
+    def write(self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode) -> Outcome:
         if fresh or mode in ("insert", "replace"):
             self._copy(conn, self.qualified(target.table), target, rows)
             return Outcome(created=len(rows))

@@ -60,9 +60,7 @@ class SQLiteDialect(Dialect):
         else:
             cols = ", ".join(self.quote(k) for k in target.key)
             picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(idx)))
-            sql = (
-                f"SELECT count(*) FROM {table} WHERE ({cols}) IN (SELECT {picks} FROM json_each(?))"
-            )
+            sql = f"SELECT count(*) FROM {table} WHERE ({cols}) IN (SELECT {picks} FROM json_each(?))"
         return int(conn.execute(sql, (payload,)).fetchone()[0])
 
     def upsert_sql(self, target: Target) -> str:
@@ -91,7 +89,7 @@ class SQLiteDialect(Dialect):
             stmt = sqlite.insert(target.table).values(
                 {c: sa.bindparam(f"p_{i}") for i, c in enumerate(target.columns)}
             )
-            target.statements["skip"] = self.compile(
-                stmt.on_conflict_do_nothing(index_elements=target.key)
-            )[0]
+            target.statements["skip"] = self.compile(stmt.on_conflict_do_nothing(index_elements=target.key))[
+                0
+            ]
         return str(target.statements["skip"])

@@ -1,0 +1,370 @@
+"""Run jobs: on a thread pool in this process (the HTTP service), or inline (the CLI).
+
+Whatever runs a job writes what it does to the state store: progress and checkpoint at most
+four times a second (each write is one UPDATE), every error message, a heartbeat every two
+seconds. A job whose heartbeat stops is shown as `interrupted` and can be resumed from its
+checkpoint; replaying the last batch is harmless because restores upsert.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..database import DatabaseLike, open_database
+from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationError
+from ..options import RestoreOptions
+from ..progress import Progress, ProgressCallback
+from ..reader import FileSummary
+from ..restore import restore
+from .model import Job, TransitionError, new_job_id, this_process
+from .store import StateStore
+
+log = logging.getLogger("rowvault.jobs")
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER_SECONDS = 15.0
+PROGRESS_WRITES_PER_SECOND = 4
+LOG_EVERY_SECONDS = 5.0
+
+
+class JobError(RowvaultError):
+    """A job cannot be started, cancelled or resumed; `status` is the HTTP status to use."""
+
+    def __init__(self, message: str, *, status: int = 400, job_id: str | None = None) -> None:
+        self.status = status
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class Busy(JobError):
+    """Another restore is running on the same database."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            f"another restore (job {holder}) is running on this database; wait for it or cancel it",
+            status=409,
+            job_id=holder,
+        )
+
+
+def target_key(url: str) -> str:
+    return url.lower()
+
+
+class _Reporter:
+    """Turns the engine's callbacks into throttled writes to the store."""
+
+    def __init__(self, store: StateStore, job: Job, extra: ProgressCallback | None) -> None:
+        self.store = store
+        self.job = job
+        self.extra = extra
+        self.interval = 1.0 / PROGRESS_WRITES_PER_SECOND
+        self.done: dict[str, int] = dict(job.checkpoint.get("done") or {})
+        self.pending: list[str] = []
+        self.seq = store.error_count(job.id)
+        self.last_write = 0.0
+        self.last_log = time.monotonic()
+        self.last: Progress | None = None
+        self.writes = 0
+
+    def progress(self, progress: Progress, /) -> None:
+        self.last = progress
+        now = time.monotonic()
+        if progress.finished or now - self.last_write >= self.interval:
+            self.flush()
+            self.last_write = now
+        if now - self.last_log >= LOG_EVERY_SECONDS and progress.status == "running":
+            self.last_log = now
+            rate = progress.rate
+            log.info(
+                "[restore] job %s: %s, %d/%d records%s, %d errors",
+                self.job.id,
+                progress.model,
+                progress.processed,
+                progress.total,
+                f", {rate:,.0f}/s" if rate else "",
+                progress.error_count,
+            )
+        if self.extra is not None:
+            self.extra(progress)
+
+    def checkpoint(self, table: str, done: int) -> None:
+        self.done[table] = done
+
+    def error(self, message: str) -> None:
+        self.pending.append(message)
+
+    def flush(self) -> None:
+        fields: dict[str, Any] = {"checkpoint": {"done": self.done}, "heartbeat_at": time.time()}
+        if self.last is not None:
+            fields["progress"] = self.last.to_dict()
+        self.store.update(self.job.id, **fields)
+        if self.pending:
+            self.store.add_errors(self.job.id, self.seq, self.pending)
+            self.seq += len(self.pending)
+            self.pending = []
+        self.writes += 1
+
+
+class JobRunner:
+    """Creates, runs, cancels and resumes restore jobs against one database."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        database: DatabaseLike,
+        home: Path,
+        *,
+        workers: int = 2,
+        batch_size: int | None = None,
+        batch_delay_ms: int = 0,
+    ) -> None:
+        self.store = store
+        self.database = open_database(database)
+        self.target = self.database.display_url
+        self.key = target_key(self.target)
+        self.home = Path(home)
+        (self.home / "uploads").mkdir(parents=True, exist_ok=True)
+        (self.home / "jobs").mkdir(parents=True, exist_ok=True)
+        (self.home / "uploads").mkdir(parents=True, exist_ok=True)
+        (self.home / "jobs").mkdir(parents=True, exist_ok=True)
+        self.batch_size = batch_size
+        self.batch_delay_ms = batch_delay_ms
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rowvault-job")
+        self._running: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="rowvault-heartbeat", daemon=True)
+        self._beat.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        for event in list(self._running.values()):
+            event.set()
+        self._pool.shutdown(wait=True)
+        self.database.close()
+
+    # -- creating --------------------------------------------------------------------------
+
+    def create_restore(self, source: Path, options: dict[str, Any], *, job_id: str | None = None) -> Job:
+        """Record a queued restore job and take the database's lock (Busy if it is taken)."""
+        job = Job(
+            id=job_id or new_job_id(),
+            kind="restore",
+            target=self.target,
+            target_key=self.key,
+            source=str(source),
+            options=options,
+            owner=this_process(),
+        )
+        job.progress = Progress().to_dict()
+        self.store.add(job)
+        holder = self.store.try_lock(self.key, job.id, stale_after=STALE_AFTER_SECONDS)
+        if holder is not None:
+            job.finish("error", error=f"not started: job {holder} was running on the same database")
+            self.store.save(job)
+            raise Busy(holder)
+        return job
+
+    def submit(self, job: Job, *, summary: FileSummary | None = None) -> Future[Job]:
+        return self._pool.submit(self.run, job.id, summary=summary)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        job_id: str,
+        *,
+        progress: ProgressCallback | None = None,
+        summary: FileSummary | None = None,
+    ) -> Job:
+        """Run a queued job to its end in this thread; returns the finished job."""
+        job = self._get(job_id)
+        if job.target_key != self.key:
+            raise JobError(f"job {job_id} restores into {job.target}, not {self.target}")
+        job.start()
+        self.store.save(job)
+        cancel = threading.Event()
+        with self._lock:
+            self._running[job.id] = cancel
+        reporter = _Reporter(self.store, job, progress)
+        log.info("[restore] job %s started: %s -> %s", job.id, job.source, job.target)
+        try:
+            self._restore(job, reporter, cancel, summary)
+        except BaseException as exc:  # the job must end in the store whatever happened
+            self._fail(job, reporter, exc)
+            if not isinstance(exc, (RowvaultError, Exception)):
+                raise
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+            self.store.unlock(self.key, job.id)
+        log.info("[restore] job %s %s", job.id, job.status)
+        return job
+
+    def _restore(
+        self, job: Job, reporter: _Reporter, cancel: threading.Event, summary: FileSummary | None
+    ) -> None:
+        options = self._options(job)
+        last_look = [0.0]
+
+        def should_stop() -> bool:
+            now = time.monotonic()
+            if not cancel.is_set() and now - last_look[0] > 1.0:  # a cancel from another process
+                last_look[0] = now
+                if self.store.cancel_requested(job.id):
+                    cancel.set()
+            return cancel.is_set() or self._stop.is_set()
+
+        result = restore(
+            self.database.engine,
+            Path(str(job.source)),
+            options=options,
+            progress=reporter.progress,
+            should_stop=should_stop,
+            on_checkpoint=reporter.checkpoint,
+            on_error=reporter.error,
+            resume=reporter.done or None,
+            summary=summary,
+        )
+        reporter.flush()
+        job.progress = reporter.last.to_dict() if reporter.last else job.progress
+        job.result = result.to_dict()
+        job.rejects_path = str(result.rejects_path) if result.rejects_path else None
+        job.checkpoint = {"done": reporter.done}
+        job.finish("completed")
+        self.store.save(job)
+        if job.source and Path(job.source).parent == self.home / "uploads":
+            Path(job.source).unlink(missing_ok=True)  # done: nothing left to resume
+
+    def _fail(self, job: Job, reporter: _Reporter, exc: BaseException) -> None:
+        if isinstance(exc, RestoreAborted):
+            status = "cancelled" if exc.cancelled else "error"
+            message = "cancelled" if exc.cancelled else f"restore stopped: {exc.reason}"
+            if exc.result is not None:
+                job.result = exc.result.to_dict()
+                job.rejects_path = str(exc.result.rejects_path) if exc.result.rejects_path else None
+        elif isinstance(exc, (BackupFileError, ValidationError, RowvaultError)):
+            status, message = "error", str(exc)
+        else:
+            log.exception("[restore] job %s failed", job.id)
+            status, message = "error", f"internal error: {type(exc).__name__}: {exc}"
+        try:
+            reporter.flush()
+        except Exception:  # the store itself may be what failed; the job row is saved below
+            log.exception("[restore] job %s: could not write its last progress", job.id)
+        fresh = self.store.get(job.id)
+        if fresh is not None:
+            job.progress = fresh.progress
+        job.checkpoint = {"done": reporter.done}
+        job.finish(status, error=message)  # type: ignore[arg-type]
+        if status == "cancelled":
+            job.progress = {**job.progress, "status": "cancelled"}
+        self.store.save(job)
+
+    def _options(self, job: Job) -> RestoreOptions:
+        given = dict(job.options)
+        batch_size = given.get("batchSize") or self.batch_size
+        rejects = Path(given.get("rejectsPath") or self.home / "jobs" / job.id / "rejects.json")
+        return RestoreOptions(
+            mode=given.get("mode", "upsert"),
+            batch_size=int(batch_size) if batch_size else None,
+            batch_delay_ms=int(given.get("batchDelayMs") or self.batch_delay_ms),
+            dry_run=bool(given.get("dryRun", False)),
+            skip_unknown=bool(given.get("skipUnknown", False)),
+            confirm_replace=bool(given.get("confirmReplace", False)),
+            rejects_path=rejects,
+        )
+
+    def _get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobError(f"no job {job_id}", status=404)
+        return job
+
+    # -- cancelling and resuming -----------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Job:
+        job = self._get(job_id)
+        if job.finished:
+            raise JobError(f"job {job_id} is already {job.status}", status=409, job_id=job_id)
+        self.store.update(job_id, cancel_requested=True)
+        event = self._running.get(job_id)
+        if event is not None:
+            event.set()
+        if job.status == "queued" and event is None:  # not picked up yet: stop it here
+            job.finish("cancelled", error="cancelled")
+            self.store.save(job)
+            self.store.unlock(job.target_key, job.id)
+        return self._get(job_id)
+
+    def prepare_resume(self, job_id: str) -> Job:
+        job = self._get(job_id)
+        if job.target_key != self.key:
+            raise JobError(f"job {job_id} restores into {job.target}, not {self.target}")
+        if job.source is None or not Path(job.source).exists():
+            raise JobError(f"job {job_id} cannot resume: its backup file is gone", status=409)
+        try:
+            job.requeue()
+        except TransitionError as exc:
+            raise JobError(str(exc), status=409, job_id=job_id) from None
+        holder = self.store.try_lock(self.key, job.id, stale_after=STALE_AFTER_SECONDS)
+        if holder is not None:
+            raise Busy(holder)
+        job.owner = this_process()
+        self.store.save(job)
+        return job
+
+    # -- liveness --------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            now = time.time()
+            for job_id in list(self._running):
+                try:
+                    self.store.update(job_id, heartbeat_at=now)
+                except Exception:
+                    log.exception("heartbeat for job %s failed", job_id)
+
+    def recover(self) -> list[str]:
+        """At start: jobs whose process is gone become `interrupted` (and free their lock)."""
+        dead = {job.owner for job in self.store.active() if job.owner and _gone(job.owner)}
+        return self.store.interrupt_stale(stale_after=STALE_AFTER_SECONDS, dead_owners=dead)
+
+
+def _gone(owner: str) -> bool:
+    """Whether the process `host:pid` is known to be gone (only this host can tell)."""
+    host, _, pid = owner.rpartition(":")
+    if host != this_process().rpartition(":")[0] or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def new_runner(settings: Any, database: DatabaseLike | None = None) -> JobRunner:
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    store = StateStore(settings.state_database)
+    return JobRunner(
+        store,
+        database or settings.database_url,
+        settings.home,
+        workers=settings.workers,
+        batch_size=settings.restore_batch_size,
+        batch_delay_ms=settings.restore_batch_delay_ms,
+    )
+
+
+ProgressSink = Callable[[Progress], None]

@@ -1,0 +1,218 @@
+"""The state store: jobs, their progress, checkpoints, every error message, and the locks
+that keep one restore per target database - in SQL tables, never only in memory, so any
+process can answer for any job and a restart loses nothing.
+
+Default: a SQLite file under ROWVAULT_HOME (WAL mode: the API reads while a job writes).
+For several machines: PostgreSQL (ROWVAULT_STATE_URL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..database import normalize_url
+from .model import Job
+
+metadata = sa.MetaData()
+jobs = sa.Table(
+    "rowvault_jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("target_key", sa.String(255), nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("options", sa.Text, nullable=False),
+    sa.Column("progress", sa.Text, nullable=False),
+    sa.Column("checkpoint", sa.Text, nullable=False),
+    sa.Column("result", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("rejects_path", sa.Text),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+job_errors = sa.Table(
+    "rowvault_job_errors",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+locks = sa.Table(
+    "rowvault_locks",
+    metadata,
+    sa.Column("target_key", sa.String(255), primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False),
+    sa.Column("acquired_at", sa.Float, nullable=False),
+)
+_JSON_FIELDS = ("options", "progress", "checkpoint", "result")
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _row_to_job(row: Any) -> Job:
+    data = dict(row._mapping)
+    for name in _JSON_FIELDS:
+        raw = data.get(name)
+        data[name] = orjson.loads(raw) if raw else ({} if name != "result" else None)
+    return Job(**data)
+
+
+class StateStore:
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(jobs.insert().values(**self._columns(job)))
+
+    def save(self, job: Job) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job.id).values(**self._columns(job)))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        values = {k: (_dump(v) if k in _JSON_FIELDS else v) for k, v in fields.items()}
+        with self.engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+
+    def get(self, job_id: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        return _row_to_job(row) if row is not None else None
+
+    def recent(self, limit: int = 50) -> list[Job]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def active(self) -> list[Job]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs).where(jobs.c.status.in_(("queued", "running")))).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self.engine.connect() as conn:
+            flag = conn.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
+        return bool(flag)
+
+    def _columns(self, job: Job) -> dict[str, Any]:
+        data = {c.name: getattr(job, c.name) for c in jobs.columns}
+        for name in _JSON_FIELDS:
+            data[name] = _dump(data[name]) or ("{}" if name != "result" else None)
+        return data
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def add_errors(self, job_id: str, first_seq: int, messages: Sequence[str]) -> None:
+        if not messages:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                job_errors.insert(),
+                [{"job_id": job_id, "seq": first_seq + i, "message": m} for i, m in enumerate(messages)],
+            )
+
+    def errors(self, job_id: str, *, offset: int = 0, limit: int | None = None) -> list[str]:
+        query = (
+            sa.select(job_errors.c.message)
+            .where(job_errors.c.job_id == job_id)
+            .order_by(job_errors.c.seq)
+            .offset(offset)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def error_count(self, job_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).where(job_errors.c.job_id == job_id)).scalar_one()
+            )
+
+    # -- one restore per database ----------------------------------------------------------------
+
+    def try_lock(self, target_key: str, job_id: str, *, stale_after: float) -> str | None:
+        """Take the target's lock for `job_id`; return the holder's job id if it is taken.
+
+        A lock whose job has finished, or whose heartbeat stopped, is taken over."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            held = conn.execute(sa.select(locks).where(locks.c.target_key == target_key)).first()
+            if held is not None:
+                holder = conn.execute(sa.select(jobs).where(jobs.c.id == held.job_id)).first()
+                alive = (
+                    holder is not None
+                    and holder.status in ("queued", "running")
+                    and (holder.status == "queued" or (holder.heartbeat_at or 0) > now - stale_after)
+                )
+                if alive and held.job_id != job_id:
+                    return str(held.job_id)
+                conn.execute(locks.delete().where(locks.c.target_key == target_key))
+            try:
+                conn.execute(locks.insert().values(target_key=target_key, job_id=job_id, acquired_at=now))
+            except sa.exc.IntegrityError:  # another process took it between our two statements
+                other = conn.execute(
+                    sa.select(locks.c.job_id).where(locks.c.target_key == target_key)
+                ).scalar()
+                return str(other)
+        return None
+
+    def unlock(self, target_key: str, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(locks.delete().where(locks.c.target_key == target_key, locks.c.job_id == job_id))
+
+    def lock_holder(self, target_key: str) -> str | None:
+        with self.engine.connect() as conn:
+            holder = conn.execute(sa.select(locks.c.job_id).where(locks.c.target_key == target_key)).scalar()
+        return str(holder) if holder else None
+
+    # -- jobs whose process is gone ---------------------------------------------------------------
+
+    def interrupt_stale(self, *, stale_after: float, dead_owners: Iterable[str] = ()) -> list[str]:
+        """Mark running jobs interrupted when their heartbeat stopped or their process is
+        known to be gone; release their locks. Returns their ids."""
+        now = time.time()
+        dead = set(dead_owners)
+        stopped = []
+        for job in self.active():
+            gone = job.owner in dead or (
+                job.status == "running" and (job.heartbeat_at or 0) < now - stale_after
+            )
+            if gone:
+                job.interrupt()
+                self.save(job)
+                self.unlock(job.target_key, job.id)
+                stopped.append(job.id)
+        return stopped
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA busy_timeout = 10000")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()

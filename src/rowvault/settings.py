@@ -1,0 +1,82 @@
+"""Configuration from the environment (DESIGN.md §3), for the CLI and the HTTP service.
+
+The engine never reads this: it takes explicit arguments. A bad value fails at start with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import OptionError
+
+
+class Settings(BaseSettings):
+    """Every setting, its environment variable, default and meaning."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("", alias="DATABASE_URL", description="The database to back up and restore.")
+    restore_batch_size: int | None = Field(
+        None, alias="RESTORE_BATCH_SIZE", ge=1, description="Records per batch; unset: adaptive."
+    )
+    restore_poll_interval: int = Field(
+        2000,
+        alias="RESTORE_POLL_INTERVAL",
+        ge=100,
+        description="The web page's polling period (ms).",
+    )
+    restore_batch_delay_ms: int = Field(
+        0, alias="RESTORE_BATCH_DELAY_MS", ge=0, description="Pause between batches (ms)."
+    )
+    home: Path = Field(
+        Path(".rowvault"), alias="ROWVAULT_HOME", description="Uploads, job files, the state store."
+    )
+    state_url: str | None = Field(
+        None,
+        alias="ROWVAULT_STATE_URL",
+        description="Job state store; default: SQLite in ROWVAULT_HOME.",
+    )
+    token: SecretStr | None = Field(
+        None, alias="ROWVAULT_TOKEN", description="Bearer token every API route but /healthz needs."
+    )
+    max_upload_mb: int = Field(
+        4096, alias="ROWVAULT_MAX_UPLOAD_MB", ge=1, description="Largest upload accepted (MB)."
+    )
+    workers: int = Field(2, alias="ROWVAULT_WORKERS", ge=1, description="Jobs run at the same time.")
+
+    @property
+    def state_database(self) -> str:
+        if self.state_url:
+            return self.state_url
+        return f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    @property
+    def uploads(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def token_value(self) -> str | None:
+        return self.token.get_secret_value() if self.token else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI options) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = error["loc"][0] if error["loc"] else "?"
+            info = Settings.model_fields.get(str(field))
+            name = info.alias if info and info.alias else str(field)
+            problems.append(f"{name}: {error['msg']}")
+        raise OptionError("bad setting: " + "; ".join(problems)) from None

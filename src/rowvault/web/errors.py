@@ -1,0 +1,90 @@
+"""One JSON shape for every error the API returns: {"error": code, "detail": message}.
+
+Handlers translate rowvault's exceptions (and FastAPI's own) into it with the right status;
+no stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    BackupFileError,
+    ConfirmationRequired,
+    DatabaseError,
+    OptionError,
+    RowvaultError,
+    ValidationError,
+)
+from ..jobs import JobError
+
+log = logging.getLogger("rowvault.web")
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def error_body(status: int, detail: str, *, code: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"error": code or _CODES.get(status, "error"), "detail": detail, **extra}
+
+
+def error_response(status: int, detail: str, *, code: str | None = None, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(status, detail, code=code, **extra), status_code=status, headers=headers)
+
+
+def rowvault_status(exc: RowvaultError) -> tuple[int, str]:
+    if isinstance(exc, JobError):
+        return exc.status, _CODES.get(exc.status, "error")
+    if isinstance(exc, BackupFileError):
+        return 400, "bad_backup"
+    if isinstance(exc, ValidationError):
+        return 400, "does_not_fit"
+    if isinstance(exc, (OptionError, ConfirmationRequired)):
+        return 400, "bad_option"
+    if isinstance(exc, DatabaseError):
+        return 503, "database_unavailable"
+    return 500, "internal_error"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RowvaultError)
+    async def rowvault_error(_: Request, exc: RowvaultError) -> JSONResponse:
+        status, code = rowvault_status(exc)
+        extra: dict[str, Any] = {}
+        if isinstance(exc, JobError) and exc.job_id:
+            extra["progressId"] = exc.job_id
+        if isinstance(exc, ValidationError):
+            extra["problems"] = exc.problems
+        return error_response(status, str(exc), code=code, **extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p not in ('query', 'body'))}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return error_response(422, "; ".join(problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")

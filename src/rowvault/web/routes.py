@@ -1,0 +1,353 @@
+"""The HTTP API of DESIGN.md §3: thin handlers over the job runner and the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from itertools import chain
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..errors import RowvaultError
+from ..jobs import Job, JobRunner
+from ..jobs.model import new_job_id
+from ..jobs.runner import STALE_AFTER_SECONDS
+from ..matching import normalize
+from ..options import MODES, BackupOptions, RestoreOptions
+from ..reader import BackupFile
+from ..restore import validate
+from ..settings import Settings
+from . import uploads
+from .auth import token_checker
+from .download import stream_backup
+
+STREAM_POLL_SECONDS = 0.5
+STREAM_KEEPALIVE_SECONDS = 15.0
+
+
+class Service:
+    """What the routes share: settings and the job runner (started by the app's lifespan)."""
+
+    def __init__(self, settings: Settings, runner: JobRunner | None = None) -> None:
+        self.settings = settings
+        self._runner = runner
+
+    @property
+    def runner(self) -> JobRunner:
+        if self._runner is None:
+            raise HTTPException(status_code=503, detail="the service is starting or stopping")
+        return self._runner
+
+    def start(self) -> None:
+        if self._runner is None:
+            from ..jobs import new_runner
+
+            if not self.settings.database_url:
+                raise RowvaultError("no database: set DATABASE_URL or pass --db")
+            self._runner = new_runner(self.settings)
+        self._runner.recover()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner.store.close()
+            self._runner = None
+
+
+def _job_or_404(service: Service, job_id: str) -> Job:
+    store = service.runner.store
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"no job with id {job_id!r}")
+    stale = job.status == "running" and (job.heartbeat_at or 0) < time.time() - STALE_AFTER_SECONDS
+    if stale:  # its process is gone
+        job.interrupt()
+        store.save(job)
+        store.unlock(job.target_key, job.id)
+    return job
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _restore_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Options from the body, the form or the query, checked; camelCase as the API speaks."""
+    options: dict[str, Any] = {}
+    if given.get("batchSize") not in (None, "", "auto"):
+        try:
+            options["batchSize"] = int(given["batchSize"])
+        except (TypeError, ValueError):
+            raise HTTPException(status_code=400, detail="batchSize must be a whole number") from None
+    if given.get("mode") not in (None, ""):
+        if given["mode"] not in MODES:
+            raise HTTPException(status_code=400, detail=f"mode must be one of {', '.join(MODES)}")
+        options["mode"] = given["mode"]
+    for key in ("dryRun", "skipUnknown", "confirmReplace"):
+        if given.get(key) not in (None, ""):
+            options[key] = _flag(given[key])
+    if "confirm" in given and given["confirm"] not in (None, ""):
+        options["confirmReplace"] = _flag(given["confirm"])
+    RestoreOptions(  # raises OptionError / ConfirmationRequired now, not in the job
+        mode=options.get("mode", "upsert"),
+        batch_size=options.get("batchSize"),
+        dry_run=options.get("dryRun", False),
+        confirm_replace=options.get("confirmReplace", False),
+    )
+    return options
+
+
+def restore_answer(job: Job) -> dict[str, Any]:
+    """The `wait=true` answer: the result of DESIGN.md §3, also for a job that failed."""
+    if job.result is not None:
+        answer = dict(job.result)
+        if job.status != "completed":
+            answer["success"] = False
+            answer["errors"] = [job.error, *answer.get("errors", [])] if job.error else answer["errors"]
+    else:
+        answer = {
+            "success": False,
+            "processed": 0,
+            "total": 0,
+            "results": {},
+            "errors": [job.error] if job.error else [],
+        }
+    answer.update(progressId=job.id, status=job.status)
+    return answer
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    record = job.progress_record()
+    record.update(
+        kind=job.kind,
+        target=job.target,
+        createdAt=datetime.fromtimestamp(job.created_at, UTC).isoformat().replace("+00:00", "Z"),
+        file=Path(job.source).name if job.source else None,
+        options=job.options,
+        rejects=bool(job.rejects_path and Path(job.rejects_path).exists()),
+        error=job.error,
+        result={k: job.result.get(k) for k in ("success", "processed", "total", "results")}
+        if job.result
+        else None,
+    )
+    return record
+
+
+def build_router(service: Service) -> APIRouter:
+    router = APIRouter(prefix="/api", dependencies=[Depends(token_checker(service.settings.token_value))])
+
+    @router.get("/config", tags=["service"])
+    async def config() -> dict[str, Any]:
+        """What the web page needs to know: polling period, limits, version."""
+        s = service.settings
+        return {
+            "pollInterval": s.restore_poll_interval,
+            "maxUploadMb": s.max_upload_mb,
+            "version": __version__,
+            "database": service.runner.target,
+        }
+
+    @router.post("/backup", status_code=202, tags=["restore"])
+    async def start_restore(
+        request: Request,
+        wait: bool = False,
+        batchSize: str | None = None,
+        mode: str | None = None,
+        dryRun: str | None = None,
+        skipUnknown: str | None = None,
+        confirm: str | None = None,
+    ) -> Any:
+        """Restore a backup sent as the body (JSON, gzip, `{"backupData": ...}`) or as the
+        multipart field `file`. Answers 202 `{"progressId"}` at once, or with `wait=true`
+        the result when the restore has finished."""
+        runner = service.runner
+        holder = runner.store.lock_holder(runner.key)
+        if holder is not None and _busy(runner, holder):
+            return _busy_response(holder)
+        job_id = new_job_id()
+        upload = await uploads.receive(
+            request,
+            service.settings.uploads / f"{job_id}.upload",
+            service.settings.max_upload_mb << 20,
+        )
+        try:
+            query = {
+                "batchSize": batchSize,
+                "mode": mode,
+                "dryRun": dryRun,
+                "skipUnknown": skipUnknown,
+                "confirm": confirm,
+            }
+            options = _restore_options(
+                {**upload.options, **{k: v for k, v in query.items() if v is not None}}
+            )
+            summary = await run_in_threadpool(BackupFile(upload.path).scan)
+            check = RestoreOptions(
+                mode=options.get("mode", "upsert"),
+                dry_run=True,
+                skip_unknown=options.get("skipUnknown", False),
+            )
+            await run_in_threadpool(
+                validate, runner.database.engine, upload.path, options=check, summary=summary
+            )
+            job = runner.create_restore(upload.path, options, job_id=job_id)
+        except BaseException:
+            upload.path.unlink(missing_ok=True)
+            raise
+        future = runner.submit(job, summary=summary)
+        if wait:
+            finished = await asyncio.wrap_future(future)
+            return JSONResponse(restore_answer(finished), status_code=200)
+        return {"progressId": job.id}
+
+    @router.get("/backup/progress", tags=["restore"])
+    async def progress(id: Annotated[str, Query(description="The progressId")]) -> dict[str, Any]:
+        """`{"progress": P}` (DESIGN.md §3); 404 for an unknown id."""
+        job = await run_in_threadpool(_job_or_404, service, id)
+        return {"progress": job.progress_record()}
+
+    @router.get("/backup/progress/stream", tags=["restore"])
+    async def progress_stream(id: str) -> StreamingResponse:
+        """Server-sent events: the progress record each time it changes, until the job ends."""
+        first = await run_in_threadpool(_job_or_404, service, id)
+        return StreamingResponse(
+            _events(service, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.post("/backup/cancel", status_code=202, tags=["restore"])
+    async def cancel(id: str) -> dict[str, Any]:
+        """Ask a job to stop after its current batch."""
+        job = await run_in_threadpool(service.runner.cancel, id)
+        return {"progressId": job.id, "status": job.status}
+
+    @router.post("/backup/resume", status_code=202, tags=["restore"])
+    async def resume(id: str) -> dict[str, Any]:
+        """Run an interrupted, cancelled or failed job again from its checkpoint."""
+        job = await run_in_threadpool(service.runner.prepare_resume, id)
+        service.runner.submit(job)
+        return {"progressId": job.id, "status": job.status}
+
+    @router.get("/backup/jobs", tags=["jobs"])
+    async def jobs(limit: int = 50) -> dict[str, Any]:
+        """Recent jobs, newest first, each a progress record with its id."""
+        recent = await run_in_threadpool(service.runner.store.recent, min(max(limit, 1), 500))
+        return {"jobs": [job_summary(job) for job in recent]}
+
+    @router.get("/backup/jobs/{job_id}", tags=["jobs"])
+    async def job(job_id: str) -> dict[str, Any]:
+        found = await run_in_threadpool(_job_or_404, service, job_id)
+        return job_summary(found)
+
+    @router.get("/backup/jobs/{job_id}/rejects", tags=["jobs"])
+    async def rejects(job_id: str) -> FileResponse:
+        """The job's rejects file (backup format, with the reason beside each record)."""
+        found = await run_in_threadpool(_job_or_404, service, job_id)
+        if not found.rejects_path or not Path(found.rejects_path).exists():
+            raise HTTPException(status_code=404, detail=f"job {job_id} rejected no records")
+        return FileResponse(
+            found.rejects_path, media_type="application/json", filename=f"rejects-{job_id}.json"
+        )
+
+    @router.get("/backup/jobs/{job_id}/errors", tags=["jobs"])
+    async def errors(job_id: str) -> PlainTextResponse:
+        """Every error message of the job, one per line."""
+        await run_in_threadpool(_job_or_404, service, job_id)
+        messages = await run_in_threadpool(service.runner.store.errors, job_id)
+        return PlainTextResponse(
+            "\n".join(messages) + ("\n" if messages else ""),
+            headers={"Content-Disposition": f'attachment; filename="errors-{job_id}.txt"'},
+        )
+
+    @router.get("/backup", tags=["backup"])
+    async def download(
+        includeDemoData: bool = True,
+        auditLogLimit: int | None = None,
+        tables: str | None = None,
+        limit: Annotated[list[str] | None, Query(description="table:N, repeatable")] = None,
+        gzip: bool = False,
+    ) -> StreamingResponse:
+        """Download a backup, streamed as it is written."""
+        engine = service.runner.database.engine
+        limits = await run_in_threadpool(_limits, engine, auditLogLimit, limit or [])
+        options = BackupOptions(
+            tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
+            limits=limits,
+            include_demo_data=includeDemoData,
+            compress=gzip,
+        )
+        chunks = stream_backup(engine, options)
+        first = await run_in_threadpool(next, chunks, b"")  # option errors surface as 400 here
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        name = f"rowvault-backup-{stamp}.json" + (".gz" if gzip else "")
+        return StreamingResponse(
+            chain([first], chunks),
+            media_type="application/gzip" if gzip else "application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    return router
+
+
+def _busy(runner: JobRunner, holder: str) -> bool:
+    job = runner.store.get(holder)
+    if job is None or job.finished:
+        return False
+    return job.status == "queued" or (job.heartbeat_at or 0) > time.time() - STALE_AFTER_SECONDS
+
+
+def _busy_response(holder: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "conflict",
+            "progressId": holder,
+            "detail": f"another restore (job {holder}) is running on this database",
+        },
+        status_code=409,
+    )
+
+
+def _limits(engine: Any, audit_log_limit: int | None, given: list[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for item in given:
+        table, sep, count = item.rpartition(":")
+        if not sep or not table or not count.isdigit():
+            raise HTTPException(status_code=400, detail=f"limit {item!r}: expected table:N")
+        limits[table] = int(count)
+    if audit_log_limit is not None:
+        names = sa.inspect(engine).get_table_names()
+        found = [n for n in names if normalize(n) in ("auditlogs", "auditlog")]
+        if not found:
+            raise HTTPException(status_code=400, detail="auditLogLimit: the database has no audit log table")
+        limits[found[0]] = audit_log_limit
+    return limits
+
+
+async def _events(service: Service, job: Job) -> AsyncIterator[bytes]:
+    last: bytes | None = None
+    quiet_since = time.monotonic()
+    while True:
+        payload = orjson.dumps(job.progress_record())
+        if payload != last:
+            yield b"data: " + payload + b"\n\n"
+            last = payload
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > STREAM_KEEPALIVE_SECONDS:
+            yield b": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        if job.finished:
+            return
+        await asyncio.sleep(STREAM_POLL_SECONDS)
+        job = await run_in_threadpool(_job_or_404, service, job.id)
