@@ -86,3 +86,14 @@ def make_db(tmp_path: Path) -> Iterator[Callable[[str], str]]:
 @pytest.fixture(params=ENGINES)
 def engine_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def rowvault_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own ROWVAULT_HOME (state store, uploads, job files)."""
+    home = tmp_path / "rowvault-home"
+    monkeypatch.setenv("ROWVAULT_HOME", str(home))
+    monkeypatch.delenv("ROWVAULT_STATE_URL", raising=False)
+    monkeypatch.delenv("ROWVAULT_TOKEN", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return home

@@ -83,9 +83,10 @@ class FileSummary:
 class BackupFile:
     """A backup file (or seekable stream) that can be read more than once."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, *, name: str | None = None) -> None:
         self.source = source
-        self.name = source_name(source)
+        self.name = name or source_name(source)
+        """How messages call the file (an upload's own name rather than where it was saved)."""
 
     @contextmanager
     def _open(self) -> Iterator[tuple[IO[bytes], bool]]:

@@ -84,7 +84,7 @@ def restore(
     options = options or RestoreOptions(**option_kwargs)
     started = time.perf_counter()
     state = Progress(error_sink=on_error)
-    file = BackupFile(source)
+    file = BackupFile(source, name=summary.name if summary else None)
     log.info("[restore] reading %s", file.name)
     summary = summary or file.scan()
     log.info("[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables))

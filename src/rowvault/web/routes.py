@@ -192,7 +192,7 @@ def build_router(service: Service) -> APIRouter:
             options = _restore_options(
                 {**upload.options, **{k: v for k, v in query.items() if v is not None}}
             )
-            summary = await run_in_threadpool(BackupFile(upload.path).scan)
+            summary = await run_in_threadpool(BackupFile(upload.path, name=upload.filename).scan)
             check = RestoreOptions(
                 mode=options.get("mode", "upsert"),
                 dry_run=True,

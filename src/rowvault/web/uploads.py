@@ -26,6 +26,8 @@ class Upload:
     path: Path
     size: int
     options: dict[str, Any] = field(default_factory=dict)
+    filename: str = "upload"
+    """What messages call it: the form's file name, else "upload"."""
 
 
 class _Limit:
@@ -52,11 +54,13 @@ async def receive(request: Request, dest: Path, max_bytes: int) -> Upload:
             f"{max_bytes >> 20} MB (ROWVAULT_MAX_UPLOAD_MB)",
         )
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    filename = "upload"
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(dest, "wb") as out:
             if content_type == b"multipart/form-data":
                 options = await _multipart(request, out, params.get(b"boundary"), _Limit(max_bytes))
+                filename = options.pop("\0filename", None) or filename
             else:
                 options = {}
                 limit = _Limit(max_bytes)
@@ -72,7 +76,7 @@ async def receive(request: Request, dest: Path, max_bytes: int) -> Upload:
         raise HTTPException(status_code=400, detail="the request has no backup in it (empty body)")
     if not options and content_type in (b"application/json", b"", b"text/plain"):
         options = read_body_options(dest)
-    return Upload(dest, size, options)
+    return Upload(dest, size, options, filename)
 
 
 async def _multipart(
@@ -105,6 +109,8 @@ async def _multipart(
         name = opts.get(b"name", b"").decode()
         state["name"] = name
         state["file"] = name == "file"
+        if state["file"] and opts.get(b"filename"):
+            fields["\0filename"] = opts[b"filename"].decode("utf-8", "replace")
         if state["file"] and state.get("got_file"):
             raise HTTPException(status_code=400, detail="more than one field named 'file'")
 

@@ -1,0 +1,113 @@
+"""A real `rowvault serve` on a loopback port, as a subprocess, for API tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    token: str | None = None
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kwargs)  # type: ignore[arg-type]
+
+    def rss_kb(self, field: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise LookupError(field)
+
+    def kill(self) -> None:
+        """Die without cleaning up, as a crashed process does."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+@contextmanager
+def running_server(
+    db: str, home: Path, *, token: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / f"server-{port}.log"
+    environment = {
+        **os.environ,
+        "ROWVAULT_HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    environment.pop("ROWVAULT_TOKEN", None)
+    if token:
+        environment["ROWVAULT_TOKEN"] = token
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rowvault.cli", "serve", "--db", db, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log, token)
+    try:
+        _wait_until_up(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def _wait_until_up(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the server exited:\n{server.log.read_text()}")
+        try:
+            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not come up:\n{server.log.read_text()}")
+
+
+def poll_until_finished(
+    client: httpx.Client, job_id: str, *, timeout: float = 300
+) -> list[dict[str, object]]:
+    """Every progress record seen while polling, until the job has finished."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = client.get("/api/backup/progress", params={"id": job_id})
+        assert answer.status_code == 200, answer.text
+        record = answer.json()["progress"]
+        seen.append(record)
+        if record["status"] in ("completed", "error", "cancelled", "interrupted"):
+            return seen
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} did not finish in {timeout}s")
