@@ -143,7 +143,7 @@ def test_a_malformed_upload_is_400_and_changes_nothing(
 
 def test_the_original_front_ends_calls_work_unchanged(backup_file: Path, target: str, tmp_path: Path) -> None:
     """POST {"backupData": {...}} as JSON, then poll /api/backup/progress?id= to completion."""
-    metadata, tables = read_backup(backup_file)
+    _, tables = read_backup(backup_file)
     document = {"backupData": {"metadata": {"version": "1.0", "exportedAt": "2024-01-01"}, **tables}}
     demo_metadata.create_all(sa.create_engine("sqlite:///" + target))  # the application's schema
     with running_server(target, tmp_path / "home") as server, server.client() as client:
