@@ -5,6 +5,7 @@ it cannot be restored, before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
@@ -63,6 +64,10 @@ class TablePlan:
     required: list[int]
     count: int
     create: bool = False
+    """Missing from the target: created by this restore."""
+    new_table: bool = False
+    """Created by this restore or by the stopped run it resumes: indexes and foreign keys
+    come after the data."""
     fresh: bool = False
     ignored_keys: frozenset[str] = frozenset({REJECT_REASON_KEY})
     deferrals: list[Deferral] = field(default_factory=list)
@@ -94,7 +99,16 @@ class RestorePlan:
         return [t for t in self.tables if t.create]
 
 
-def build_plan(summary: FileSummary, schema: Schema, dialect: str, options: RestoreOptions) -> RestorePlan:
+def build_plan(
+    summary: FileSummary,
+    schema: Schema,
+    dialect: str,
+    options: RestoreOptions,
+    *,
+    created_before: Collection[str] = (),
+) -> RestorePlan:
+    """`created_before`: tables an earlier, stopped run of this restore created - planned
+    from the backup's description (keys, indexes) as when they were created."""
     plan = RestorePlan()
     selected = _selected_tables(summary, options, plan)
     match = match_names(selected, schema.specs)
@@ -115,6 +129,10 @@ def build_plan(summary: FileSummary, schema: Schema, dialect: str, options: Rest
                 "--skip-unknown to leave it out)"
             )
     specs = {t: schema.specs[t] for t in match.mapping.values()}
+    for name, target in match.mapping.items():
+        described = summary.spec(name)
+        if target in created_before and described is not None:
+            specs[target] = _linked_spec(replace(described, name=target), table_map, schema, plan)
     for name, spec in creating.items():
         specs[name] = _linked_spec(spec, table_map, schema, plan)
     drafts = [
@@ -125,6 +143,7 @@ def build_plan(summary: FileSummary, schema: Schema, dialect: str, options: Rest
     by_target = {d.name: d for d in drafts if d is not None}
     for draft in by_target.values():
         draft.create = draft.source in creating
+        draft.new_table = draft.create or draft.name in created_before
         draft.fresh = draft.create or options.mode == "replace"
     _order_and_link(by_target, [table_map[n] for n in selected if n in table_map], plan)
     return plan

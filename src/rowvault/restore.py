@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,16 @@ from .results import RestoreResult, TableResult
 from .schema import Schema, build_table, foreign_key, index, reflect
 
 log = logging.getLogger("rowvault.restore")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an earlier run of the same restore stopped."""
+
+    done: Mapping[str, int] = field(default_factory=dict)
+    """Records already written, per table (the checkpoint)."""
+    created: Collection[str] = ()
+    """Tables that run created: they still get their indexes and foreign keys."""
 
 
 def validate(
@@ -67,8 +78,9 @@ def restore(
     progress: ProgressCallback = null_progress,
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[str, int], None] | None = None,
-    resume: Mapping[str, int] | None = None,
+    resume: Resume | Mapping[str, int] | None = None,
     on_error: Callable[[str], None] | None = None,
+    on_created: Callable[[list[str]], None] | None = None,
     summary: FileSummary | None = None,
     **option_kwargs: Any,
 ) -> RestoreResult:
@@ -79,8 +91,12 @@ def restore(
     Record errors do not raise: they are in the result (and the rejects file). Raises
     BackupFileError / ValidationError before writing anything, RestoreAborted if the
     database fails or `should_stop()` turns true part-way. `on_error` sees every record
-    error; `summary` is the result of `BackupFile(source).scan()` if the caller already ran it.
+    error, `on_created` the tables created; `summary` is the result of
+    `BackupFile(source).scan()` if the caller already ran it; `resume` continues a run that
+    stopped (records done per table, tables it created).
     """
+    if resume is not None and not isinstance(resume, Resume):
+        resume = Resume(done=dict(resume))
     options = options or RestoreOptions(**option_kwargs)
     started = time.perf_counter()
     state = Progress(error_sink=on_error)
@@ -90,7 +106,8 @@ def restore(
     log.info("[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables))
     with opened(db) as database:
         dialect = dialect_for(database.engine)
-        plan = _plan(database.engine, dialect, summary, options)
+        created_before = set(resume.created) if resume else set()
+        plan = _plan(database.engine, dialect, summary, options, created_before)
         if plan.problems:
             raise ValidationError(summary.name, plan.problems)
         result = RestoreResult(summary.name, database.display_url, dry_run=options.dry_run)
@@ -104,7 +121,8 @@ def restore(
                 tp.source, tp.name, total=tp.count, created_table=tp.create
             )
         run = _Run(database.engine, dialect, file, summary, plan, options, result, state, progress)
-        run.execute(should_stop, on_checkpoint, dict(resume or {}))
+        run.on_created = on_created
+        run.execute(should_stop, on_checkpoint, dict(resume.done) if resume else {})
     result.seconds = time.perf_counter() - started
     log.info(
         "[restore] %s: %d of %d records in %.1fs, %d errors",
@@ -117,8 +135,15 @@ def restore(
     return result
 
 
-def _plan(engine: sa.Engine, dialect: Dialect, summary: FileSummary, options: RestoreOptions) -> RestorePlan:
-    return build_plan(summary, _reflect(engine, dialect), dialect.name, options)
+def _plan(
+    engine: sa.Engine,
+    dialect: Dialect,
+    summary: FileSummary,
+    options: RestoreOptions,
+    created_before: Collection[str] = (),
+) -> RestorePlan:
+    schema = _reflect(engine, dialect)
+    return build_plan(summary, schema, dialect.name, options, created_before=created_before)
 
 
 def _reflect(engine: sa.Engine, dialect: Dialect) -> Schema:
@@ -151,6 +176,7 @@ class _Run:
         self.result = result
         self.state = state
         self.report = report
+        self.on_created: Callable[[list[str]], None] | None = None
 
     def execute(
         self,
@@ -230,6 +256,8 @@ class _Run:
                 simulated = {tp.source for tp in self.plan.created}
             else:
                 self._in_transaction(ctx, lambda: self._create_tables(conn))
+                if self.on_created is not None:
+                    self.on_created([tp.name for tp in self.plan.created])
         if options.mode == "replace":
             existing = [tp for tp in self.plan.tables if not tp.create]
 
@@ -285,7 +313,9 @@ class _Run:
         with self.file.sections(self.summary.layout) as sections:
             for section in in_plan_order(sections, order):
                 tp = by_source[section.name]
-                done = resume.get(tp.source, 0)
+                # a table with held-back foreign keys is read again: its held-back values
+                # lived in the stopped run's memory, and re-writing its rows is harmless
+                done = 0 if tp.deferrals else resume.get(tp.source, 0)
                 table_result = self.result.tables[tp.source]
                 if done:
                     table_result.processed = done
@@ -296,7 +326,7 @@ class _Run:
                 self.report(self.state)
                 log.info("[restore] table %s -> %s: %d records", tp.source, tp.name, tp.count)
                 ctx.simulate = tp.source in simulated
-                checked_later = tp.create and not self.options.dry_run
+                checked_later = tp.new_table and not self.options.dry_run
                 if checked_later:  # a new table's foreign keys are checked once it is full
                     self.dialect.enforce_foreign_keys(ctx.conn, False)
                 try:
@@ -317,20 +347,31 @@ class _Run:
     # -- after the data ----------------------------------------------------------------------
 
     def _finish_created_tables(self, ctx: LoadContext) -> None:
-        created = self.plan.created
+        created = [tp for tp in self.plan.tables if tp.new_table]
         if not created:
             return
         tables = self._real_tables([tp.name for tp in self.plan.tables])
         compile_ = self.engine.dialect
         for tp in created:
             table = tables[tp.name]
-            for ix in tp.spec.indexes:
+            spec = tp.spec
+            for ix in spec.indexes:
                 log.info("[restore] indexing %s (%s)", tp.name, ", ".join(ix.columns))
                 sql = str(CreateIndex(index(table, ix)).compile(dialect=compile_))
-                self._in_transaction(ctx, partial(self.dialect.execute, ctx.conn, sql))
-            for fk in tp.spec.foreign_keys:
+                self._once(ctx, partial(self.dialect.execute, ctx.conn, sql))
+            for fk in spec.foreign_keys:
                 if fk.ref_table in tables:
-                    self._in_transaction(ctx, partial(self._add_foreign_key, ctx, tp, tables, fk))
+                    self._once(ctx, partial(self._add_foreign_key, ctx, tp, tables, fk))
+
+    def _once(self, ctx: LoadContext, work: Callable[[], Any]) -> None:
+        """DDL that a resumed run may find already done."""
+        try:
+            self._in_transaction(ctx, work)
+        except Exception as exc:
+            text = str(exc).lower()
+            if "already exists" not in text and "duplicate" not in text:
+                raise
+            log.info("[restore] already there: %s", str(exc).splitlines()[0])
 
     def _add_foreign_key(self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any) -> None:
         """Drop (and report) rows whose parent does not exist, then add the constraint."""

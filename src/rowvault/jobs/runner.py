@@ -22,7 +22,7 @@ from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationE
 from ..options import RestoreOptions
 from ..progress import Progress, ProgressCallback
 from ..reader import FileSummary
-from ..restore import restore
+from ..restore import Resume, restore
 from .model import Job, TransitionError, new_job_id, this_process
 from .store import StateStore
 
@@ -66,6 +66,7 @@ class _Reporter:
         self.extra = extra
         self.interval = 1.0 / PROGRESS_WRITES_PER_SECOND
         self.done: dict[str, int] = dict(job.checkpoint.get("done") or {})
+        self.created: list[str] = list(job.checkpoint.get("created") or [])
         self.pending: list[str] = []
         self.seq = store.error_count(job.id)
         self.last_write = 0.0
@@ -97,11 +98,18 @@ class _Reporter:
     def checkpoint(self, table: str, done: int) -> None:
         self.done[table] = done
 
+    def tables_created(self, names: list[str]) -> None:
+        self.created = sorted(set(self.created) | set(names))
+        self.flush()
+
+    def state(self) -> dict[str, Any]:
+        return {"done": self.done, "created": self.created}
+
     def error(self, message: str) -> None:
         self.pending.append(message)
 
     def flush(self) -> None:
-        fields: dict[str, Any] = {"checkpoint": {"done": self.done}, "heartbeat_at": time.time()}
+        fields: dict[str, Any] = {"checkpoint": self.state(), "heartbeat_at": time.time()}
         if self.last is not None:
             fields["progress"] = self.last.to_dict()
         self.store.update(self.job.id, **fields)
@@ -230,14 +238,15 @@ class JobRunner:
             should_stop=should_stop,
             on_checkpoint=reporter.checkpoint,
             on_error=reporter.error,
-            resume=reporter.done or None,
+            on_created=reporter.tables_created,
+            resume=Resume(reporter.done, reporter.created) if reporter.done else None,
             summary=summary,
         )
         reporter.flush()
         job.progress = reporter.last.to_dict() if reporter.last else job.progress
         job.result = result.to_dict()
         job.rejects_path = str(result.rejects_path) if result.rejects_path else None
-        job.checkpoint = {"done": reporter.done}
+        job.checkpoint = reporter.state()
         job.finish("completed")
         self.store.save(job)
         if job.source and Path(job.source).parent == self.home / "uploads":
@@ -262,7 +271,7 @@ class JobRunner:
         fresh = self.store.get(job.id)
         if fresh is not None:
             job.progress = fresh.progress
-        job.checkpoint = {"done": reporter.done}
+        job.checkpoint = reporter.state()
         job.finish(status, error=message)  # type: ignore[arg-type]
         if status == "cancelled":
             job.progress = {**job.progress, "status": "cancelled"}

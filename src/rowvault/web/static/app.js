@@ -1,0 +1,867 @@
+// rowvault web page: restore with live progress, backup download, job history.
+// Plain browser JavaScript, no framework, no build step. Text that comes from a backup or
+// the server is only ever put into the page with textContent, never parsed as HTML.
+"use strict";
+
+const FINAL = new Set(["completed", "error", "cancelled", "interrupted"]);
+const RESUMABLE = new Set(["cancelled", "interrupted", "error"]);
+const RUNNING = new Set(["queued", "running"]);
+const MISSES_BEFORE_GIVING_UP = 3;
+const TOKEN_KEY = "rowvault.token";
+const DEFAULT_POLL_MS = 2000;
+const BACKUP_NAME = /\.(json|json\.gz|gz)$/i;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+const numbers = new Intl.NumberFormat("en-US");
+
+function formatInt(n) {
+  return numbers.format(Math.round(Number(n) || 0));
+}
+
+function formatBytes(bytes) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = Number(bytes) || 0;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+function formatSeconds(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
+  if (seconds < 1) return "< 1 s";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function formatDateTime(iso) {
+  if (!iso) return "–";
+  const when = new Date(iso);
+  return Number.isNaN(when.getTime()) ? iso : when.toLocaleString();
+}
+
+function secondsBetween(startIso, endIso) {
+  if (!startIso) return null;
+  const end = endIso ? Date.parse(endIso) : Date.now();
+  return Math.max(0, (end - Date.parse(startIso)) / 1000);
+}
+
+/** Percent done, rounded down to one decimal so 100 means really finished. */
+function percentOf(processed, total, finished) {
+  if (!total) return finished ? 100 : 0;
+  const exact = Math.min(100, Math.max(0, (100 * processed) / total));
+  return Math.floor(exact * 10) / 10;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small DOM helpers
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function show(node, visible) {
+  node.hidden = !visible;
+}
+
+function setText(node, text) {
+  node.textContent = text === null || text === undefined || text === "" ? "–" : String(text);
+}
+
+function showMessage(node, text) {
+  node.textContent = text || "";
+  show(node, Boolean(text));
+}
+
+/** Update a role="progressbar" element: fill width and its ARIA values. */
+function setBar(bar, percent, { text, state } = {}) {
+  bar.setAttribute("aria-valuenow", String(percent));
+  bar.setAttribute("aria-valuetext", text || `${percent}%`);
+  bar.querySelector(".bar-fill").style.width = `${percent}%`;
+  if (state) bar.dataset.state = state;
+  else delete bar.dataset.state;
+}
+
+function makeBar(label) {
+  const bar = el("div", "bar");
+  bar.setAttribute("role", "progressbar");
+  bar.setAttribute("aria-label", label);
+  bar.setAttribute("aria-valuemin", "0");
+  bar.setAttribute("aria-valuemax", "100");
+  bar.setAttribute("aria-valuenow", "0");
+  bar.append(el("div", "bar-fill"));
+  return bar;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token: asked for once when the server answers 401, kept for this tab only
+
+let tokenRequest = null;
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function authHeaders() {
+  const token = storedToken();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** Show the token form; every caller that got a 401 meanwhile waits for the same answer. */
+function askToken(rejected) {
+  if (!tokenRequest) {
+    tokenRequest = new Promise((resolve) => {
+      const dialog = $("token-dialog");
+      showMessage($("token-error"), rejected ? "The server did not accept that token. Try again." : "");
+      $("token").value = "";
+      dialog.showModal();
+      $("token").focus();
+      dialog.addEventListener("close", () => resolve(), { once: true });
+    }).finally(() => {
+      tokenRequest = null;
+    });
+  }
+  return tokenRequest;
+}
+
+function setupTokenDialog() {
+  const dialog = $("token-dialog");
+  dialog.addEventListener("cancel", (event) => event.preventDefault()); // nothing works without it
+  $("token-form").addEventListener("submit", (event) => {
+    const token = $("token").value.trim();
+    if (!token) {
+      event.preventDefault();
+      showMessage($("token-error"), "Enter the token.");
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+class ApiError extends Error {
+  constructor(status, detail, body) {
+    super(detail);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function readError(response) {
+  let body = {};
+  try {
+    body = await response.json();
+  } catch {
+    body = {};
+  }
+  const detail = body.detail || body.error || `${response.status} ${response.statusText}`;
+  return new ApiError(response.status, String(detail), body);
+}
+
+/** fetch with the token; on 401 ask for the token and try again. */
+async function request(path, options = {}) {
+  let rejected = false;
+  for (;;) {
+    const headers = { ...(options.headers || {}), ...authHeaders() };
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    await askToken(rejected && storedToken() !== null);
+    rejected = true;
+  }
+}
+
+async function api(path, options = {}) {
+  const response = await request(path, options);
+  if (!response.ok) throw await readError(response);
+  return response.json();
+}
+
+function filenameFrom(response, fallback) {
+  const disposition = response.headers.get("content-disposition") || "";
+  const match = disposition.match(/filename="?([^";]+)"?/i);
+  return match ? match[1] : fallback;
+}
+
+/** Download through fetch (so the token header goes along) and save the blob. */
+async function saveDownload(path, fallbackName) {
+  const response = await request(path);
+  if (!response.ok) throw await readError(response);
+  const blob = await response.blob();
+  const name = filenameFrom(response, fallbackName);
+  const url = URL.createObjectURL(blob);
+  const link = el("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return { name, size: blob.size };
+}
+
+/** POST the form with XMLHttpRequest so upload progress can be shown. */
+function sendUpload(form, onProgress, onSent) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/backup");
+    for (const [key, value] of Object.entries(authHeaders())) xhr.setRequestHeader(key, value);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    xhr.upload.addEventListener("load", onSent);
+    xhr.addEventListener("load", () => resolve(xhr));
+    xhr.addEventListener("error", () => reject(new ApiError(0, "The upload failed: the server could not be reached.")));
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was aborted.")));
+    xhr.send(form);
+  });
+}
+
+function parseXhr(xhr) {
+  try {
+    return JSON.parse(xhr.responseText || "{}");
+  } catch {
+    return {};
+  }
+}
+
+async function upload(form, onProgress, onSent) {
+  let rejected = false;
+  for (;;) {
+    const xhr = await sendUpload(form, onProgress, onSent);
+    const body = parseXhr(xhr);
+    if (xhr.status === 401) {
+      await askToken(rejected);
+      rejected = true;
+      continue;
+    }
+    if (xhr.status >= 200 && xhr.status < 300) return body;
+    throw new ApiError(xhr.status, String(body.detail || body.error || `${xhr.status} ${xhr.statusText}`), body);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server configuration
+
+const config = { pollInterval: DEFAULT_POLL_MS, maxUploadMb: null, loaded: null };
+
+function loadConfig() {
+  if (!config.loaded) {
+    config.loaded = api("/api/config")
+      .then((answer) => {
+        config.pollInterval = Math.max(100, Number(answer.pollInterval) || DEFAULT_POLL_MS);
+        config.maxUploadMb = answer.maxUploadMb || null;
+        setText($("target-value"), answer.database);
+        $("target").title = `Database this server backs up and restores (rowvault ${answer.version})`;
+      })
+      .catch((error) => {
+        config.loaded = null;
+        showMessage($("notice"), `Could not read the server configuration: ${error.message}`);
+      });
+  }
+  return config.loaded;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Navigation: #/restore, #/backup, #/history, #/job/<id> (also ?job=<id>)
+
+function currentRoute() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [name, ...rest] = hash.split("/");
+  if (name === "job" && rest.length) return { panel: "job", id: decodeURIComponent(rest.join("/")) };
+  if (["restore", "backup", "history"].includes(name)) return { panel: name };
+  return { panel: "restore" };
+}
+
+function showPanel(name) {
+  for (const panel of document.querySelectorAll("[data-panel]")) show(panel, panel.dataset.panel === name);
+  const tab = name === "job" ? "restore" : name;
+  for (const link of document.querySelectorAll("[data-tab]")) {
+    if (link.dataset.tab === tab) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function route() {
+  const { panel, id } = currentRoute();
+  if (panel !== "job") stopWatching();
+  showPanel(panel);
+  if (panel === "job") watchJob(id);
+  if (panel === "history") loadHistory();
+}
+
+function openJob(id) {
+  const target = `#/job/${encodeURIComponent(id)}`;
+  if (location.hash === target) route();
+  else location.hash = target;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore form
+
+function chosenFile() {
+  return $("file").files[0] || null;
+}
+
+function showChosenFile() {
+  const file = chosenFile();
+  $("drop").classList.toggle("has-file", Boolean(file));
+  $("drop-title").textContent = file ? file.name : "Drop a backup file here, or choose one";
+  $("drop-hint").textContent = file ? `${formatBytes(file.size)} · choose another to replace it` : ".json or .json.gz";
+  if (!file) {
+    const choose = el("u", null, "choose one");
+    $("drop-title").replaceChildren("Drop a backup file here, or ", choose);
+  }
+  showMessage($("restore-error"), "");
+}
+
+function setupDropZone() {
+  const drop = $("drop");
+  $("file").addEventListener("change", showChosenFile);
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (event) => {
+      event.preventDefault();
+      drop.classList.add("is-over");
+    });
+  }
+  for (const type of ["dragleave", "dragend"]) drop.addEventListener(type, () => drop.classList.remove("is-over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("is-over");
+    if (event.dataTransfer && event.dataTransfer.files.length) {
+      $("file").files = event.dataTransfer.files;
+      showChosenFile();
+    }
+  });
+  // A file dropped beside the zone must not make the browser leave the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+}
+
+function restoreProblem(file) {
+  if (!file) return "Choose a backup file first.";
+  if (!BACKUP_NAME.test(file.name)) return `${file.name} is not a .json or .json.gz file.`;
+  if (config.maxUploadMb && file.size > config.maxUploadMb * 1024 * 1024) {
+    return `${file.name} (${formatBytes(file.size)}) is larger than the server's limit of ${config.maxUploadMb} MB.`;
+  }
+  const batch = $("batch-size").value.trim();
+  if (batch && !(Number.isInteger(Number(batch)) && Number(batch) >= 1)) return "Batch size must be a whole number of 1 or more.";
+  return null;
+}
+
+function confirmReplace() {
+  return new Promise((resolve) => {
+    const dialog = $("replace-dialog");
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    dialog.showModal();
+    $("replace-cancel").focus();
+  });
+}
+
+function restoreForm(file, replaceConfirmed) {
+  const form = new FormData();
+  form.append("mode", $("mode").value);
+  const batch = $("batch-size").value.trim();
+  form.append("batchSize", batch || "auto");
+  form.append("dryRun", $("dry-run").checked ? "true" : "false");
+  if (replaceConfirmed) form.append("confirmReplace", "true");
+  form.append("file", file, file.name); // last: the options are read before the file's bytes
+  return form;
+}
+
+function showUploadProgress(loaded, total) {
+  const percent = percentOf(loaded, total, false);
+  $("upload-label").textContent = "Uploading";
+  $("upload-text").textContent = `${formatBytes(loaded)} of ${formatBytes(total)} · ${Math.floor(percent)}%`;
+  setBar($("upload-bar"), percent, { text: `${Math.floor(percent)}% uploaded` });
+}
+
+function showUploadChecking() {
+  $("upload-label").textContent = "Uploaded. Checking the file…";
+  $("upload-text").textContent = "100%";
+  setBar($("upload-bar"), 100, { text: "Uploaded; checking the file", state: "busy" });
+}
+
+function showRestoreError(error) {
+  const box = $("restore-error");
+  box.replaceChildren(el("span", null, error.message));
+  const problems = Array.isArray(error.body && error.body.problems) ? error.body.problems : [];
+  if (problems.length) {
+    const list = el("ul");
+    for (const problem of problems) list.append(el("li", null, problem));
+    box.append(list);
+  }
+  if (error.status === 409 && error.body && error.body.progressId) {
+    const link = el("a", null, " View the running restore.");
+    link.href = `#/job/${encodeURIComponent(error.body.progressId)}`;
+    box.append(link);
+  }
+  show(box, true);
+}
+
+async function startRestore(event) {
+  event.preventDefault();
+  await loadConfig();
+  const file = chosenFile();
+  const problem = restoreProblem(file);
+  if (problem) return showMessage($("restore-error"), problem);
+  const replacing = $("mode").value === "replace";
+  if (replacing && !(await confirmReplace())) return undefined;
+  showMessage($("restore-error"), "");
+  $("start").disabled = true;
+  show($("upload"), true);
+  showUploadProgress(0, file.size);
+  try {
+    const answer = await upload(restoreForm(file, replacing), showUploadProgress, showUploadChecking);
+    resetRestoreForm();
+    openJob(answer.progressId);
+  } catch (error) {
+    show($("upload"), false);
+    showRestoreError(error);
+  } finally {
+    $("start").disabled = false;
+  }
+  return undefined;
+}
+
+function resetRestoreForm() {
+  $("file").value = "";
+  show($("upload"), false);
+  setBar($("upload-bar"), 0);
+  showChosenFile();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job view: poll the progress every pollInterval ms until the job is finished
+
+const watch = { id: null, generation: 0, timer: null, misses: 0, errors: [], bars: new Map() };
+
+function stopWatching() {
+  watch.generation += 1;
+  clearTimeout(watch.timer);
+  watch.timer = null;
+}
+
+function resetJobView(id) {
+  $("job-id").textContent = id;
+  $("job-title").textContent = "Restore";
+  setStatus("queued");
+  showJobMessage("");
+  for (const key of ["processed", "total"]) $(key).textContent = "0";
+  $("percent").textContent = "0%";
+  setBar($("overall-bar"), 0, { text: "0%" });
+  for (const key of ["model", "record-id", "rate", "eta"]) setText($(key), null);
+  $("error-count").textContent = "0";
+  $("table-bars").replaceChildren();
+  $("errors").replaceChildren();
+  watch.errors = [];
+  watch.bars = new Map();
+  showErrorCount(0, 0);
+  show($("tables-empty"), true);
+  show($("summary"), false);
+  for (const key of ["cancel", "resume", "rejects", "error-report", "again"]) show($(key), false);
+}
+
+async function watchJob(id) {
+  stopWatching();
+  watch.id = id;
+  watch.misses = 0;
+  resetJobView(id);
+  const generation = watch.generation;
+  await loadConfig();
+  poll(generation);
+}
+
+function pollLater(generation) {
+  if (generation !== watch.generation) return;
+  watch.timer = setTimeout(() => poll(generation), config.pollInterval);
+}
+
+async function poll(generation) {
+  if (generation !== watch.generation) return;
+  let progress;
+  try {
+    progress = (await api(`/api/backup/progress?id=${encodeURIComponent(watch.id)}`)).progress;
+  } catch (error) {
+    if (generation === watch.generation) handlePollError(error, generation);
+    return;
+  }
+  if (generation !== watch.generation) return;
+  watch.misses = 0;
+  showJobMessage("");
+  renderProgress(progress);
+  if (isFinished(progress)) finishJob(watch.id, generation);
+  else pollLater(generation);
+}
+
+function handlePollError(error, generation) {
+  if (error.status === 404) {
+    watch.misses += 1;
+    if (watch.misses >= MISSES_BEFORE_GIVING_UP) {
+      stopWatching();
+      setStatus("unknown");
+      $("job-title").textContent = "Restore not found";
+      showJobMessage(
+        `The server has no job with the id ${watch.id} (it answered 404 ${MISSES_BEFORE_GIVING_UP} times in a row). Stopped checking for progress.`,
+      );
+      show($("again"), true);
+      return;
+    }
+  } else if (error.status === 0 || error instanceof TypeError) {
+    showJobMessage("Lost contact with the server; trying again…");
+  } else {
+    showJobMessage(`The server answered: ${error.message}. Trying again…`);
+  }
+  pollLater(generation);
+}
+
+function isFinished(progress) {
+  return FINAL.has(progress.status) || progress.model === "completed" || progress.model === "error";
+}
+
+function showJobMessage(text, tone = "warn") {
+  const box = $("job-message");
+  box.className = tone === "bad" ? "notice" : "notice notice-warn";
+  showMessage(box, text);
+}
+
+const TITLES = {
+  queued: "Restore queued",
+  running: "Restoring…",
+  completed: "Restore completed",
+  error: "Restore failed",
+  cancelled: "Restore cancelled",
+  interrupted: "Restore interrupted",
+};
+
+function setStatus(status) {
+  const badge = $("job-status");
+  badge.dataset.status = status;
+  badge.textContent = status;
+  if (TITLES[status]) $("job-title").textContent = TITLES[status];
+}
+
+function barState(status) {
+  if (status === "completed") return "done";
+  if (status === "error") return "bad";
+  if (status === "cancelled" || status === "interrupted") return "stopped";
+  return undefined;
+}
+
+function renderProgress(p) {
+  const status = p.status || (p.model === "completed" ? "completed" : p.model === "error" ? "error" : "running");
+  setStatus(status);
+  renderOverall(p, status);
+  renderStats(p, status);
+  renderTableBars(p.counts || {}, p.model, status);
+  renderErrors(p.errors || [], Number(p.errorCount) || 0);
+  renderActions(status, Number(p.errorCount) || 0);
+}
+
+function renderOverall(p, status) {
+  const percent = percentOf(p.processed, p.total, status === "completed");
+  $("processed").textContent = formatInt(p.processed);
+  $("total").textContent = formatInt(p.total);
+  $("percent").textContent = `${percent}%`;
+  const text = `${percent}% (${formatInt(p.processed)} of ${formatInt(p.total)} records)`;
+  setBar($("overall-bar"), percent, { text, state: barState(status) });
+}
+
+function renderStats(p, status) {
+  const done = FINAL.has(status);
+  setText($("model"), done ? "–" : p.model);
+  setText($("record-id"), p.recordId);
+  setText($("rate"), p.rate ? `${formatInt(p.rate)} records/s` : null);
+  if (done) setText($("eta"), status === "completed" ? "Done" : null);
+  else setText($("eta"), formatSeconds(p.etaSeconds));
+  $("error-count").textContent = formatInt(p.errorCount);
+}
+
+function tableBar(name) {
+  let entry = watch.bars.get(name);
+  if (!entry) {
+    const item = el("li", "table-bar");
+    const head = el("div", "row-between");
+    const label = el("span", "table-bar-name", name);
+    const count = el("span", "table-bar-count num");
+    head.append(label, count);
+    const bar = makeBar(`Table ${name}`);
+    item.append(head, bar);
+    $("table-bars").append(item);
+    entry = { item, count, bar };
+    watch.bars.set(name, entry);
+  }
+  return entry;
+}
+
+function renderTableBars(counts, current, status) {
+  const names = Object.keys(counts);
+  show($("tables-empty"), names.length === 0);
+  for (const name of names) {
+    const { processed = 0, total = 0 } = counts[name] || {};
+    const entry = tableBar(name);
+    const full = total > 0 && processed >= total;
+    const percent = percentOf(processed, total, full || status === "completed");
+    entry.count.textContent = `${formatInt(processed)} / ${formatInt(total)}`;
+    entry.item.classList.toggle("is-current", name === current && !FINAL.has(status));
+    setBar(entry.bar, percent, {
+      text: `${percent}% (${formatInt(processed)} of ${formatInt(total)})`,
+      state: full ? "done" : barState(status === "completed" ? "running" : status),
+    });
+  }
+}
+
+/** Append the errors not shown yet; redraw the list if the server's list changed shape. */
+function renderErrors(errors, errorCount) {
+  const shown = watch.errors;
+  const list = $("errors");
+  const samePrefix =
+    errors.length >= shown.length &&
+    (shown.length === 0 || (errors[0] === shown[0] && errors[shown.length - 1] === shown[shown.length - 1]));
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
+  if (!samePrefix) {
+    list.replaceChildren();
+    watch.errors = [];
+  }
+  const fresh = errors.slice(watch.errors.length);
+  for (const message of fresh) list.append(el("li", null, message));
+  watch.errors = watch.errors.concat(fresh);
+  if (fresh.length && atBottom && watch.errors.length > fresh.length) list.scrollTop = list.scrollHeight;
+  showErrorCount(watch.errors.length, errorCount);
+}
+
+function showErrorCount(listed, total) {
+  const count = Math.max(listed, total);
+  $("errors-shown").textContent = count ? `(${formatInt(count)})` : "";
+  show($("errors-empty"), count === 0);
+  const more = $("errors-more");
+  showMessage(more, total > listed ? `Showing the first ${formatInt(listed)} of ${formatInt(total)} errors; the error report has them all.` : "");
+}
+
+function renderActions(status, errorCount) {
+  show($("cancel"), RUNNING.has(status));
+  show($("resume"), RESUMABLE.has(status));
+  show($("again"), FINAL.has(status));
+  const report = $("error-report");
+  report.href = `/api/backup/jobs/${encodeURIComponent(watch.id)}/errors`;
+  show(report, FINAL.has(status) && errorCount > 0);
+}
+
+async function finishJob(id, generation) {
+  let job;
+  try {
+    job = await api(`/api/backup/jobs/${encodeURIComponent(id)}`);
+  } catch (error) {
+    if (generation === watch.generation) showJobMessage(`Could not load the summary: ${error.message}`);
+    return;
+  }
+  if (generation !== watch.generation) return;
+  renderJobSummary(job);
+}
+
+function renderJobSummary(job) {
+  const dryRun = Boolean(job.options && job.options.dryRun);
+  if (dryRun) $("job-title").textContent = TITLES[job.status].replace("Restore", "Dry run");
+  if (job.error) showJobMessage(job.error, job.status === "error" ? "bad" : "warn");
+  const rejects = $("rejects");
+  rejects.href = `/api/backup/jobs/${encodeURIComponent(job.id)}/rejects`;
+  show(rejects, Boolean(job.rejects));
+  const results = job.result && job.result.results;
+  if (results) renderSummary(results, job, dryRun);
+}
+
+const SUMMARY_COLUMNS = ["Created", "Updated", "Unchanged", "Failed"];
+
+function summaryRow(name, cells) {
+  const row = el("tr");
+  row.append(el("td", null, name));
+  cells.forEach(([value, extra], i) => {
+    const cell = el("td", `num${extra ? ` ${extra}` : ""}`, formatInt(value));
+    cell.dataset.label = SUMMARY_COLUMNS[i];
+    row.append(cell);
+  });
+  return row;
+}
+
+function renderSummary(results, job, dryRun) {
+  const totals = { created: 0, updated: 0, unchanged: 0, failed: 0 };
+  const rows = [];
+  for (const [name, r] of Object.entries(results)) {
+    for (const key of Object.keys(totals)) totals[key] += Number(r[key]) || 0;
+    rows.push(summaryRow(name, [[r.created], [r.updated], [r.unchanged], [r.failed, r.failed ? "failed" : ""]]));
+  }
+  $("summary-rows").replaceChildren(...rows);
+  const foot = summaryRow("Total", [[totals.created], [totals.updated], [totals.unchanged], [totals.failed, totals.failed ? "failed" : ""]]);
+  $("summary-foot").replaceChildren(foot);
+  $("summary-title").textContent = dryRun ? "What the restore would do" : "Summary";
+  $("summary-lead").textContent = summaryLead(totals, job, dryRun);
+  show($("summary"), true);
+}
+
+function summaryLead(totals, job, dryRun) {
+  const took = formatSeconds(secondsBetween(job.startedAt, job.finishedAt));
+  const records = `${formatInt(job.processed)} of ${formatInt(job.total)} records`;
+  const failed = totals.failed ? `, ${formatInt(totals.failed)} failed` : ", none failed";
+  if (dryRun) return `Dry run: nothing was written. ${records} checked${failed}, in ${took}.`;
+  return `${records} processed in ${took}${failed}.`;
+}
+
+async function cancelJob() {
+  $("cancel").disabled = true;
+  try {
+    await api(`/api/backup/cancel?id=${encodeURIComponent(watch.id)}`, { method: "POST" });
+    showJobMessage("Cancelling: the restore stops after its current batch.");
+  } catch (error) {
+    showJobMessage(error.message, "bad");
+  } finally {
+    $("cancel").disabled = false;
+  }
+}
+
+async function resumeJob() {
+  const id = watch.id;
+  $("resume").disabled = true;
+  try {
+    await api(`/api/backup/resume?id=${encodeURIComponent(id)}`, { method: "POST" });
+    watchJob(id);
+  } catch (error) {
+    showJobMessage(error.message, "bad");
+  } finally {
+    $("resume").disabled = false;
+  }
+}
+
+/** Links to files behind the token: fetch them with the header instead of navigating. */
+function downloadOnClick(link, fallbackName) {
+  link.addEventListener("click", async (event) => {
+    event.preventDefault();
+    try {
+      await saveDownload(link.getAttribute("href"), fallbackName());
+    } catch (error) {
+      showJobMessage(error.message, "bad");
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup download
+
+function backupQuery() {
+  const query = new URLSearchParams();
+  query.set("includeDemoData", $("include-demo").checked ? "true" : "false");
+  query.set("gzip", $("gzip").checked ? "true" : "false");
+  const limit = $("audit-limit").value.trim();
+  if (limit) query.set("auditLogLimit", limit);
+  const tables = $("tables").value.split(",").map((t) => t.trim()).filter(Boolean);
+  if (tables.length) query.set("tables", tables.join(","));
+  return query;
+}
+
+function backupProblem() {
+  const limit = $("audit-limit").value.trim();
+  if (limit && !(Number.isInteger(Number(limit)) && Number(limit) >= 0)) return "Audit log limit must be a whole number (0 or more).";
+  return null;
+}
+
+async function downloadBackup(event) {
+  event.preventDefault();
+  showMessage($("backup-error"), "");
+  const problem = backupProblem();
+  if (problem) return showMessage($("backup-error"), problem);
+  const button = $("download");
+  button.disabled = true;
+  showMessage($("backup-status"), "Writing the backup…");
+  try {
+    const fallback = $("gzip").checked ? "rowvault-backup.json.gz" : "rowvault-backup.json";
+    const saved = await saveDownload(`/api/backup?${backupQuery()}`, fallback);
+    showMessage($("backup-status"), `Saved ${saved.name} (${formatBytes(saved.size)}).`);
+  } catch (error) {
+    showMessage($("backup-status"), "");
+    showMessage($("backup-error"), error.message);
+  } finally {
+    button.disabled = false;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+function jobTitle(job) {
+  const kind = job.kind === "backup" ? "Backup" : "Restore";
+  const options = job.options || {};
+  const how = options.dryRun ? "dry run" : options.mode || "upsert";
+  return `${kind} · ${how}`;
+}
+
+function jobItem(job) {
+  const link = el("a", "job-link");
+  link.href = `#/job/${encodeURIComponent(job.id)}`;
+  link.setAttribute("aria-label", `${jobTitle(job)}, ${job.status}, started ${formatDateTime(job.createdAt)}`);
+  const badge = el("span", "badge", job.status);
+  badge.dataset.status = job.status;
+  const main = el("span", "job-main");
+  main.append(el("span", "job-file", jobTitle(job)), el("span", "job-when", `${formatDateTime(job.createdAt)} · ${job.id.slice(0, 8)}`));
+  const counts = el("span", "job-meta job-counts num", `${formatInt(job.processed)} / ${formatInt(job.total)} records`);
+  if (job.errorCount) counts.append(el("span", "job-errors", ` · ${formatInt(job.errorCount)} errors`));
+  const running = RUNNING.has(job.status);
+  const duration = el("span", "job-meta job-duration num", running ? "running" : formatSeconds(secondsBetween(job.startedAt, job.finishedAt)));
+  link.append(badge, main, counts, duration);
+  const item = el("li");
+  item.append(link);
+  return item;
+}
+
+async function loadHistory() {
+  showMessage($("history-error"), "");
+  try {
+    const { jobs } = await api("/api/backup/jobs?limit=50");
+    $("jobs").replaceChildren(...jobs.map(jobItem));
+    show($("jobs-empty"), jobs.length === 0);
+  } catch (error) {
+    showMessage($("history-error"), `Could not load the jobs: ${error.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+function redirectJobQuery() {
+  const id = new URLSearchParams(location.search).get("job");
+  if (id) history.replaceState(null, "", `${location.pathname}#/job/${encodeURIComponent(id)}`);
+}
+
+function init() {
+  setupTokenDialog();
+  setupDropZone();
+  $("restore-form").addEventListener("submit", startRestore);
+  $("backup-form").addEventListener("submit", downloadBackup);
+  $("cancel").addEventListener("click", cancelJob);
+  $("resume").addEventListener("click", resumeJob);
+  $("history-refresh").addEventListener("click", loadHistory);
+  downloadOnClick($("rejects"), () => `rejects-${watch.id}.json`);
+  downloadOnClick($("error-report"), () => `errors-${watch.id}.txt`);
+  window.addEventListener("hashchange", route);
+  redirectJobQuery();
+  loadConfig();
+  route();
+}
+
+init();
