@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from .reader import BackupFile
 from .rejects import default_rejects_path
 from .restore import validate as run_validate
 from .results import RestoreResult
-from .settings import load_settings
+from .settings import Settings, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_RECORD_ERRORS = 0, 1, 3
 F = TypeVar("F", bound=Callable[..., Any])
@@ -299,11 +300,15 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
 ) -> None:
     """Run the HTTP API and the web page."""
+    settings = load_settings(DATABASE_URL=db or None)
+    _serve(settings, host, port)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from .web import create_app
 
-    settings = load_settings(DATABASE_URL=db or None)
     if not settings.database_url:
         raise OptionError("no database given: pass --db URL or set DATABASE_URL")
     if not _loopback(host) and not settings.token_value:
@@ -311,8 +316,10 @@ def serve(
             f"refusing to listen on {host} without a token: set ROWVAULT_TOKEN, or listen on 127.0.0.1"
         )
     logging.getLogger("rowvault").setLevel(logging.INFO)
-    plain(f"rowvault {__version__} serving {settings.database_url.split('@')[-1]} on http://{host}:{port}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    shown = f"[{host}]" if ":" in host else host
+    plain(f"rowvault {__version__} serving {settings.database_url.split('@')[-1]}")
+    plain(f"open http://{shown}:{port} (Ctrl-C stops it)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
 def _loopback(host: str) -> bool:
@@ -367,16 +374,23 @@ def demo(
         str, typer.Option("--db", help="Where to build it (SQLite path or URL).")
     ] = "rowvault-demo.db",
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Only build the demo database.")] = False,
+    port: Annotated[int, typer.Option("--port", help="Port of the web page.")] = 8000,
 ) -> None:
-    """Build the demo database; without --no-serve, also back it up and restore it."""
+    """Build the demo database; without --no-serve, also show a backup and a restore of it,
+    then serve the web page on it."""
     from .demo import build_demo
     from .demo_tour import tour
 
     plain(f"building a demo database with {records:,} records in {db}")
     sizes = build_demo(db, records)
     plain(", ".join(f"{name} {n:,}" for name, n in sizes.items()))
-    if not no_serve:
-        tour(db)
+    if no_serve:
+        return
+    backup_file = tour(db)
+    home = {} if "ROWVAULT_HOME" in os.environ else {"ROWVAULT_HOME": str(backup_file.parent / ".rowvault")}
+    settings = load_settings(DATABASE_URL=db, **home)
+    plain(f"\nthe web page backs up and restores {db}; try uploading {backup_file}")
+    _serve(settings, "127.0.0.1", port)
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from .database import is_url
 from .restore import restore
 
 
-def tour(db: str) -> None:
+def tour(db: str) -> Path:
+    """Back up `db` and restore the backup twice into a new database; returns the backup."""
     folder = Path(db).resolve().parent if not is_url(db) else Path.cwd()
     backup_file = folder / "demo-backup.json.gz"
     restored = folder / "demo-restored.db"
@@ -31,3 +32,4 @@ def tour(db: str) -> None:
         assert bars is not None
         again = restore(restored, backup_file, progress=bars)
     restore_summary(again)
+    return backup_file
