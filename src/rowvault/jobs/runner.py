@@ -73,6 +73,7 @@ class _Reporter:
         self.last_log = time.monotonic()
         self.last: Progress | None = None
         self.writes = 0
+        self.write_seconds = 0.0
 
     def progress(self, progress: Progress, /) -> None:
         self.last = progress
@@ -109,6 +110,7 @@ class _Reporter:
         self.pending.append(message)
 
     def flush(self) -> None:
+        started = time.perf_counter()
         fields: dict[str, Any] = {"checkpoint": self.state(), "heartbeat_at": time.time()}
         if self.last is not None:
             fields["progress"] = self.last.to_dict()
@@ -118,6 +120,7 @@ class _Reporter:
             self.seq += len(self.pending)
             self.pending = []
         self.writes += 1
+        self.write_seconds += time.perf_counter() - started
 
 
 class JobRunner:
@@ -243,6 +246,20 @@ class JobRunner:
             summary=summary,
         )
         reporter.flush()
+        log.info(
+            "[restore] job %s: %d records in %.1fs, %d created, %d updated, %d unchanged, %d errors; "
+            "%d progress writes took %.0f ms (%.1f%%)",
+            job.id,
+            result.processed,
+            result.seconds,
+            sum(t.created for t in result.tables.values()),
+            sum(t.updated for t in result.tables.values()),
+            sum(t.unchanged for t in result.tables.values()),
+            result.error_count,
+            reporter.writes,
+            reporter.write_seconds * 1000,
+            100 * reporter.write_seconds / max(result.seconds, 1e-9),
+        )
         job.progress = reporter.last.to_dict() if reporter.last else job.progress
         job.result = result.to_dict()
         job.rejects_path = str(result.rejects_path) if result.rejects_path else None
