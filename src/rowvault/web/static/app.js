@@ -268,7 +268,7 @@ function loadConfig() {
         config.pollInterval = Math.max(100, Number(answer.pollInterval) || DEFAULT_POLL_MS);
         config.maxUploadMb = answer.maxUploadMb || null;
         setText($("target-value"), answer.database);
-        $("target").title = `Database this server backs up and restores (rowvault ${answer.version})`;
+        $("target").title = `${answer.database} (rowvault ${answer.version})`;
       })
       .catch((error) => {
         config.loaded = null;
@@ -354,6 +354,17 @@ function setupDropZone() {
   window.addEventListener("drop", (event) => event.preventDefault());
 }
 
+const MODE_HELP = {
+  upsert: "Rows are matched on their primary key; restoring twice changes nothing.",
+  insert: "A row whose key is already in the database is reported as an error.",
+  skip: "A row whose key is already in the database is left as it is.",
+  replace: "Each table in the backup is emptied first. You will be asked to confirm.",
+};
+
+function showModeHelp() {
+  $("mode-help").textContent = MODE_HELP[$("mode").value] || "";
+}
+
 function restoreProblem(file) {
   if (!file) return "Choose a backup file first.";
   if (!BACKUP_NAME.test(file.name)) return `${file.name} is not a .json or .json.gz file.`;
@@ -409,9 +420,9 @@ function showRestoreError(error) {
     box.append(list);
   }
   if (error.status === 409 && error.body && error.body.progressId) {
-    const link = el("a", null, " View the running restore.");
+    const link = el("a", null, "View the running restore.");
     link.href = `#/job/${encodeURIComponent(error.body.progressId)}`;
-    box.append(link);
+    box.append(" ", link);
   }
   show(box, true);
 }
@@ -451,7 +462,7 @@ function resetRestoreForm() {
 // ---------------------------------------------------------------------------------------------
 // Job view: poll the progress every pollInterval ms until the job is finished
 
-const watch = { id: null, generation: 0, timer: null, misses: 0, errors: [], bars: new Map() };
+const watch = { id: null, generation: 0, timer: null, misses: 0, trouble: false, errors: [], bars: new Map() };
 
 function stopWatching() {
   watch.generation += 1;
@@ -466,7 +477,9 @@ function resetJobView(id) {
   showJobMessage("");
   for (const key of ["processed", "total"]) $(key).textContent = "0";
   $("percent").textContent = "0%";
-  setBar($("overall-bar"), 0, { text: "0%" });
+  show($("overall-count"), false);
+  show($("overall-waiting"), true);
+  setBar($("overall-bar"), 0, { text: "Preparing the restore", state: "busy" });
   for (const key of ["model", "record-id", "rate", "eta"]) setText($(key), null);
   $("error-count").textContent = "0";
   $("table-bars").replaceChildren();
@@ -476,6 +489,10 @@ function resetJobView(id) {
   showErrorCount(0, 0);
   show($("tables-empty"), true);
   show($("summary"), false);
+  show($("tables-card"), true);
+  $("job-grid").classList.remove("is-finished");
+  show($("job-body"), true);
+  show($("job-missing"), false);
   for (const key of ["cancel", "resume", "rejects", "error-report", "again"]) show($(key), false);
 }
 
@@ -483,6 +500,7 @@ async function watchJob(id) {
   stopWatching();
   watch.id = id;
   watch.misses = 0;
+  watch.trouble = false;
   resetJobView(id);
   const generation = watch.generation;
   await loadConfig();
@@ -505,13 +523,15 @@ async function poll(generation) {
   }
   if (generation !== watch.generation) return;
   watch.misses = 0;
-  showJobMessage("");
+  if (watch.trouble) showJobMessage(""); // the server answers again
+  watch.trouble = false;
   renderProgress(progress);
   if (isFinished(progress)) finishJob(watch.id, generation);
   else pollLater(generation);
 }
 
 function handlePollError(error, generation) {
+  watch.trouble = true;
   if (error.status === 404) {
     watch.misses += 1;
     if (watch.misses >= MISSES_BEFORE_GIVING_UP) {
@@ -521,7 +541,8 @@ function handlePollError(error, generation) {
       showJobMessage(
         `The server has no job with the id ${watch.id} (it answered 404 ${MISSES_BEFORE_GIVING_UP} times in a row). Stopped checking for progress.`,
       );
-      show($("again"), true);
+      show($("job-body"), false);
+      show($("job-missing"), true);
       return;
     }
   } else if (error.status === 0 || error instanceof TypeError) {
@@ -573,15 +594,19 @@ function renderProgress(p) {
   renderTableBars(p.counts || {}, p.model, status);
   renderErrors(p.errors || [], Number(p.errorCount) || 0);
   renderActions(status, Number(p.errorCount) || 0);
+  $("errors-empty").textContent = FINAL.has(status) ? "No errors." : "No errors so far.";
 }
 
 function renderOverall(p, status) {
+  const waiting = !p.total && !FINAL.has(status);
   const percent = percentOf(p.processed, p.total, status === "completed");
+  show($("overall-count"), !waiting);
+  show($("overall-waiting"), waiting);
   $("processed").textContent = formatInt(p.processed);
   $("total").textContent = formatInt(p.total);
   $("percent").textContent = `${percent}%`;
-  const text = `${percent}% (${formatInt(p.processed)} of ${formatInt(p.total)} records)`;
-  setBar($("overall-bar"), percent, { text, state: barState(status) });
+  const text = waiting ? "Preparing the restore" : `${percent}% (${formatInt(p.processed)} of ${formatInt(p.total)} records)`;
+  setBar($("overall-bar"), percent, { text, state: waiting ? "busy" : barState(status) });
 }
 
 function renderStats(p, status) {
@@ -679,7 +704,8 @@ async function finishJob(id, generation) {
 function renderJobSummary(job) {
   const dryRun = Boolean(job.options && job.options.dryRun);
   if (dryRun) $("job-title").textContent = TITLES[job.status].replace("Restore", "Dry run");
-  if (job.error) showJobMessage(job.error, job.status === "error" ? "bad" : "warn");
+  const note = stoppedNote(job);
+  if (note) showJobMessage(note, job.status === "error" ? "bad" : "warn");
   const rejects = $("rejects");
   rejects.href = `/api/backup/jobs/${encodeURIComponent(job.id)}/rejects`;
   show(rejects, Boolean(job.rejects));
@@ -688,6 +714,16 @@ function renderJobSummary(job) {
 }
 
 const SUMMARY_COLUMNS = ["Created", "Updated", "Unchanged", "Failed"];
+
+/** Why a job ended without completing, and what Resume would do. */
+function stoppedNote(job) {
+  const records = `${formatInt(job.processed)} of ${formatInt(job.total)} records`;
+  const resume = "Resume carries on from the last committed batch.";
+  if (job.status === "error") return `The restore failed after ${records}: ${job.error || "unknown error"}. ${resume}`;
+  if (job.status === "cancelled") return `Cancelled after ${records}. ${resume}`;
+  if (job.status === "interrupted") return `The process running this restore stopped after ${records}. ${resume}`;
+  return null;
+}
 
 function summaryRow(name, cells) {
   const row = el("tr");
@@ -713,6 +749,8 @@ function renderSummary(results, job, dryRun) {
   $("summary-title").textContent = dryRun ? "What the restore would do" : "Summary";
   $("summary-lead").textContent = summaryLead(totals, job, dryRun);
   show($("summary"), true);
+  show($("tables-card"), false); // the summary says per table what the bars said, and more
+  $("job-grid").classList.add("is-finished");
 }
 
 function summaryLead(totals, job, dryRun) {
@@ -822,7 +860,8 @@ function jobItem(job) {
   const counts = el("span", "job-meta job-counts num", `${formatInt(job.processed)} / ${formatInt(job.total)} records`);
   if (job.errorCount) counts.append(el("span", "job-errors", ` · ${formatInt(job.errorCount)} errors`));
   const running = RUNNING.has(job.status);
-  const duration = el("span", "job-meta job-duration num", running ? "running" : formatSeconds(secondsBetween(job.startedAt, job.finishedAt)));
+  const took = formatSeconds(secondsBetween(job.startedAt, job.finishedAt));
+  const duration = el("span", "job-meta job-duration num", running && job.startedAt ? `${took} so far` : took);
   link.append(badge, main, counts, duration);
   const item = el("li");
   item.append(link);
@@ -852,6 +891,8 @@ function init() {
   setupTokenDialog();
   setupDropZone();
   $("restore-form").addEventListener("submit", startRestore);
+  $("mode").addEventListener("change", showModeHelp);
+  showModeHelp();
   $("backup-form").addEventListener("submit", downloadBackup);
   $("cancel").addEventListener("click", cancelJob);
   $("resume").addEventListener("click", resumeJob);
