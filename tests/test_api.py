@@ -316,3 +316,34 @@ def test_openapi_is_served(target: str, tmp_path: Path) -> None:
         docs = client.get("/docs")
     assert "/api/backup" in spec["paths"] and "/api/backup/progress" in spec["paths"]
     assert docs.status_code == 200
+
+
+def test_a_download_link_works_for_a_minute_without_the_header(target: str, tmp_path: Path) -> None:
+    build_demo(target, 300)
+    with running_server(target, tmp_path / "home", token="s3cret") as server, server.client() as client:
+        link = client.post("/api/downloads", json={"url": "/api/backup?gzip=true&tables=users"})
+        wrong = client.post("/api/downloads", json={"url": "/api/backup?tables=nope"})
+        not_a_download = client.post("/api/downloads", json={"url": "/api/backup/jobs"})
+        url = link.json()["url"]
+        followed = httpx.get(server.url + url)
+        tampered = httpx.get(server.url + url.replace("tables=users", "tables=businesses"))
+        bare = httpx.get(server.url + "/api/backup?gzip=true&tables=users")
+
+    assert link.status_code == 200 and "ticket=" in url
+    assert followed.status_code == 200
+    assert followed.headers["content-type"] == "application/gzip"
+    assert tampered.status_code == bare.status_code == 401
+    assert wrong.status_code == 400 and "'nope'" in wrong.json()["detail"]
+    assert not_a_download.status_code == 400
+
+
+def test_tickets_expire() -> None:
+    from rowvault.web.tickets import TICKET_SECONDS, Tickets
+
+    tickets = Tickets("key")
+    signed = tickets.sign("/api/backup?gzip=true", now=1000.0)
+    path, _, query = signed.partition("?")
+    items = [tuple(pair.split("=", 1)) for pair in query.split("&")]
+    assert tickets.check(path, items, now=1000.0 + TICKET_SECONDS - 1)  # type: ignore[arg-type]
+    assert not tickets.check(path, items, now=1000.0 + TICKET_SECONDS + 1)  # type: ignore[arg-type]
+    assert not Tickets("other key").check(path, items, now=1000.0)  # type: ignore[arg-type]

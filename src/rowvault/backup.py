@@ -64,15 +64,20 @@ def backup(
     return result
 
 
-def _chosen_tables(schema: Schema, options: BackupOptions) -> list[str]:
-    available = list(schema.specs)
+def check_options(db: DatabaseLike, options: BackupOptions) -> None:
+    """Raise OptionError now for table names the database does not have."""
+    with opened(db, must_exist=True) as database:
+        _check_names([str(n) for n in sa.inspect(database.engine).get_table_names()], options)
+
+
+def _check_names(available: list[str], options: BackupOptions) -> None:
     asked = list(options.tables) if options.tables is not None else available
     for label, names in (
         ("tables", asked),
         ("exclude", options.exclude),
         ("limit", options.limits),
     ):
-        missing = [n for n in names if n not in schema.specs]
+        missing = [n for n in names if n not in available]
         if missing:
             found = match_names(missing, available).mapping
             hint = "; ".join(f"did you mean {found[m]!r}?" for m in missing if m in found)
@@ -80,6 +85,12 @@ def _chosen_tables(schema: Schema, options: BackupOptions) -> list[str]:
                 f"{label}: no table named {', '.join(map(repr, missing))} in the database"
                 + (f" ({hint})" if hint else "")
             )
+
+
+def _chosen_tables(schema: Schema, options: BackupOptions) -> list[str]:
+    available = list(schema.specs)
+    _check_names(available, options)
+    asked = list(options.tables) if options.tables is not None else available
     chosen = [t for t in asked if t not in set(options.exclude)]
     edges = [
         Edge(spec.name, fk.ref_table, i, True)

@@ -204,6 +204,7 @@ def restore(
         "skipUnknown": skip_unknown,
         "confirmReplace": yes,
         "rejectsPath": str((rejects or default_rejects_path(str(file))).resolve()),
+        "fileName": file.name,
     }
     RestoreOptions(  # refuse bad options before a job is recorded
         mode=mode,  # type: ignore[arg-type]

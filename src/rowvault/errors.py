@@ -38,7 +38,7 @@ class ConfirmationRequired(RowvaultError):
     def __init__(self, action: str, flag: str) -> None:
         self.action = action
         self.flag = flag
-        super().__init__(f"{action} is destructive; confirm it with {flag}")
+        super().__init__(f"{action}: confirm it with {flag}")
 
 
 class DatabaseError(RowvaultError):

@@ -39,7 +39,8 @@ class RestoreOptions:
             raise OptionError(f"batch delay must not be negative, not {self.batch_delay_ms}")
         if self.mode == "replace" and not self.confirm_replace and not self.dry_run:
             raise ConfirmationRequired(
-                "mode 'replace' empties every restored table first", "confirm_replace=True (--yes)"
+                "mode 'replace' empties every restored table first",
+                "confirm_replace=True (--yes on the command line, confirmReplace=true over HTTP)",
             )
 
 

@@ -101,10 +101,11 @@ class Job:
         record = dict(self.progress) or Progress().to_dict()
         record["id"] = self.id
         record["status"] = self.status
+        record["error"] = self.error  # why it stopped; `errors` only ever grows at its end
         if self.status == "error":
             record["model"] = "error"
             if self.error and self.error not in record.get("errors", []):
-                record["errors"] = [self.error, *record.get("errors", [])]
+                record["errors"] = [*record.get("errors", []), self.error]
                 record["errorCount"] = int(record.get("errorCount") or 0) + 1
         elif self.status == "completed":
             record["model"] = "completed"

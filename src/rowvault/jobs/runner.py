@@ -289,7 +289,7 @@ class JobRunner:
         if fresh is not None:
             job.progress = fresh.progress
         job.checkpoint = reporter.state()
-        job.finish(status, error=message)  # type: ignore[arg-type]
+        job.finish(status, error=None if status == "cancelled" else message)  # type: ignore[arg-type]
         if status == "cancelled":
             job.progress = {**job.progress, "status": "cancelled"}
         self.store.save(job)
@@ -325,7 +325,7 @@ class JobRunner:
         if event is not None:
             event.set()
         if job.status == "queued" and event is None:  # not picked up yet: stop it here
-            job.finish("cancelled", error="cancelled")
+            job.finish("cancelled")
             self.store.save(job)
             self.store.unlock(job.target_key, job.id)
         return self._get(job_id)

@@ -9,14 +9,17 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..backup import check_options
 from ..errors import RowvaultError
 from ..jobs import Job, JobRunner
 from ..jobs.model import new_job_id
@@ -29,6 +32,7 @@ from ..settings import Settings
 from . import uploads
 from .auth import token_checker
 from .download import stream_backup
+from .tickets import Tickets
 
 STREAM_POLL_SECONDS = 0.5
 STREAM_KEEPALIVE_SECONDS = 15.0
@@ -133,7 +137,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         kind=job.kind,
         target=job.target,
         createdAt=datetime.fromtimestamp(job.created_at, UTC).isoformat().replace("+00:00", "Z"),
-        file=Path(job.source).name if job.source else None,
+        file=job.options.get("fileName") or (Path(job.source).name if job.source else None),
         options=job.options,
         rejects=bool(job.rejects_path and Path(job.rejects_path).exists()),
         error=job.error,
@@ -145,7 +149,9 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 def build_router(service: Service) -> APIRouter:
-    router = APIRouter(prefix="/api", dependencies=[Depends(token_checker(service.settings.token_value))])
+    token = service.settings.token_value
+    tickets = Tickets(token)
+    router = APIRouter(prefix="/api", dependencies=[Depends(token_checker(token, tickets))])
 
     @router.get("/config", tags=["service"])
     async def config() -> dict[str, Any]:
@@ -192,6 +198,8 @@ def build_router(service: Service) -> APIRouter:
             options = _restore_options(
                 {**upload.options, **{k: v for k, v in query.items() if v is not None}}
             )
+            if upload.filename != "upload":
+                options["fileName"] = upload.filename
             summary = await run_in_threadpool(BackupFile(upload.path, name=upload.filename).scan)
             check = RestoreOptions(
                 mode=options.get("mode", "upsert"),
@@ -281,12 +289,8 @@ def build_router(service: Service) -> APIRouter:
     ) -> StreamingResponse:
         """Download a backup, streamed as it is written."""
         engine = service.runner.database.engine
-        limits = await run_in_threadpool(_limits, engine, auditLogLimit, limit or [])
-        options = BackupOptions(
-            tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
-            limits=limits,
-            include_demo_data=includeDemoData,
-            compress=gzip,
+        options = await run_in_threadpool(
+            _backup_options, engine, includeDemoData, auditLogLimit, tables, limit or [], gzip
         )
         chunks = stream_backup(engine, options)
         first = await run_in_threadpool(next, chunks, b"")  # option errors surface as 400 here
@@ -298,7 +302,63 @@ def build_router(service: Service) -> APIRouter:
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
+    @router.post("/downloads", tags=["service"])
+    async def download_link(body: DownloadRequest) -> dict[str, str]:
+        """A link to a download (`/api/backup?...`, `/api/backup/jobs/{id}/rejects` or
+        `.../errors`) that works for a minute without the Authorization header: a browser
+        streams a download to disk only when it follows a link. The download's options are
+        checked now, so a mistake is a 400 here rather than a broken file."""
+        try:
+            signed = tickets.sign(body.url)
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        parts = urlsplit(body.url)
+        if parts.path == "/api/backup":
+            query = parse_qs(parts.query)
+
+            def one(name: str) -> str | None:
+                return query[name][-1] if name in query else None
+
+            limit = one("auditLogLimit")
+            await run_in_threadpool(
+                _backup_options,
+                service.runner.database.engine,
+                _flag(one("includeDemoData") or "true"),
+                int(limit) if limit and limit.isdigit() else None,
+                one("tables"),
+                query.get("limit", []),
+                _flag(one("gzip") or "false"),
+            )
+        else:
+            job_id = parts.path.split("/")[4]
+            found = await run_in_threadpool(_job_or_404, service, job_id)
+            if parts.path.endswith("/rejects") and not found.rejects_path:
+                raise HTTPException(status_code=404, detail=f"job {job_id} rejected no records")
+        return {"url": signed}
+
     return router
+
+
+class DownloadRequest(BaseModel):
+    url: str = Field(description="The download's path and query, e.g. /api/backup?gzip=true")
+
+
+def _backup_options(
+    engine: Any,
+    include_demo: bool,
+    audit_log_limit: int | None,
+    tables: str | None,
+    limit: list[str],
+    gzip: bool,
+) -> BackupOptions:
+    options = BackupOptions(
+        tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
+        limits=_limits(engine, audit_log_limit, limit),
+        include_demo_data=include_demo,
+        compress=gzip,
+    )
+    check_options(engine, options)
+    return options
 
 
 def _busy(runner: JobRunner, holder: str) -> bool:

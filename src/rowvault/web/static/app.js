@@ -193,27 +193,24 @@ async function api(path, options = {}) {
   return response.json();
 }
 
-function filenameFrom(response, fallback) {
-  const disposition = response.headers.get("content-disposition") || "";
-  const match = disposition.match(/filename="?([^";]+)"?/i);
-  return match ? match[1] : fallback;
-}
-
-/** Download through fetch (so the token header goes along) and save the blob. */
+/**
+ * Ask the server for a short-lived link to the download (it checks the options first and
+ * answers with the reason if they are wrong), then follow the link: the browser streams the
+ * file to disk, however large, and the link needs no Authorization header.
+ */
 async function saveDownload(path, fallbackName) {
-  const response = await request(path);
-  if (!response.ok) throw await readError(response);
-  const blob = await response.blob();
-  const name = filenameFrom(response, fallbackName);
-  const url = URL.createObjectURL(blob);
+  const { url } = await api("/api/downloads", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ url: path }),
+  });
   const link = el("a");
   link.href = url;
-  link.download = name;
+  link.download = "";
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return { name, size: blob.size };
+  return { name: fallbackName };
 }
 
 /** POST the form with XMLHttpRequest so upload progress can be shown. */
@@ -829,7 +826,7 @@ async function downloadBackup(event) {
   try {
     const fallback = $("gzip").checked ? "rowvault-backup.json.gz" : "rowvault-backup.json";
     const saved = await saveDownload(`/api/backup?${backupQuery()}`, fallback);
-    showMessage($("backup-status"), `Saved ${saved.name} (${formatBytes(saved.size)}).`);
+    showMessage($("backup-status"), "Download started: the browser saves the file as it arrives.");
   } catch (error) {
     showMessage($("backup-status"), "");
     showMessage($("backup-error"), error.message);
