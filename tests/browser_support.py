@@ -4,19 +4,16 @@ subprocess with its own environment, screenshots, and table counts to compare da
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
+
+from .server import Server
+from .server import running_server as serve
 
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,68 +48,11 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    db_url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _environment(home: Path, token: str | None) -> dict[str, str]:
-    """The parent's environment without any rowvault setting, then exactly the test's."""
-    ours = ("ROWVAULT_", "RESTORE_", "DATABASE_URL")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    env.update(SERVER_ENV, ROWVAULT_HOME=str(home), PYTHONUNBUFFERED="1")
-    if token:
-        env["ROWVAULT_TOKEN"] = token
-    return env
-
-
 @contextmanager
 def running_server(db: Path, home: Path, *, token: str | None = None) -> Iterator[Server]:
-    """`python -m rowvault.cli serve` on a free loopback port until the block ends."""
-    port = free_port()
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / f"server-{port}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rowvault.cli", "serve", "--db", str(db), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_environment(home, token),
-        )
-    server = Server(f"http://127.0.0.1:{port}", f"sqlite:///{db}", process, log)
-    try:
-        _wait_until_up(server)
+    """A real `rowvault serve` with the page's polling period and small batches."""
+    with serve(db, home, token=token, env=SERVER_ENV) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def _wait_until_up(server: Server, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{server.log.read_text()}")
-        try:
-            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the server did not come up:\n{server.log.read_text()}")
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:

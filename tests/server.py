@@ -28,6 +28,11 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     token: str | None = None
+    db: str = ""
+
+    @property
+    def db_url(self) -> str:
+        return self.db if "://" in self.db else f"sqlite:///{self.db}"
 
     def client(self, **kwargs: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -45,22 +50,26 @@ class Server:
         self.process.wait(10)
 
 
+def _environment(home: Path, token: str | None, env: dict[str, str] | None) -> dict[str, str]:
+    """The parent's environment without any rowvault setting, then exactly the test's."""
+    ours = ("ROWVAULT_", "RESTORE_", "DATABASE_URL")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    environment.update(env or {}, ROWVAULT_HOME=str(home), PYTHONUNBUFFERED="1")
+    if token:
+        environment["ROWVAULT_TOKEN"] = token
+    return environment
+
+
 @contextmanager
 def running_server(
-    db: str, home: Path, *, token: str | None = None, env: dict[str, str] | None = None
+    db: str | Path, home: Path, *, token: str | None = None, env: dict[str, str] | None = None
 ) -> Iterator[Server]:
+    """`python -m rowvault.cli serve` on a free loopback port until the block ends."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home / f"server-{port}.log"
-    environment = {
-        **os.environ,
-        "ROWVAULT_HOME": str(home),
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
-    environment.pop("ROWVAULT_TOKEN", None)
-    if token:
-        environment["ROWVAULT_TOKEN"] = token
+    environment = _environment(home, token, env)
+    db = str(db)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "rowvault.cli", "serve", "--db", db, "--port", str(port)],
@@ -68,7 +77,7 @@ def running_server(
             stderr=subprocess.STDOUT,
             env=environment,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log, token)
+    server = Server(f"http://127.0.0.1:{port}", process, log, token, db)
     try:
         _wait_until_up(server)
         yield server

@@ -9,20 +9,17 @@ releases the GIL), so it overlaps with the parsing and writing of the previous b
 
 from __future__ import annotations
 
-import queue
-import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from itertools import chain
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
 from .errors import BackupFileError
+from .handoff import Handoff
 
 BLOCK = 1 << 20
-_DONE = object()
 
 
 def blocks(stream: IO[bytes], size: int = BLOCK) -> Iterator[bytes]:
@@ -46,39 +43,13 @@ def blocks(stream: IO[bytes], size: int = BLOCK) -> Iterator[bytes]:
 
 def in_background(source: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
     """Run `source` on a thread, `depth` blocks ahead of the consumer."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def produce() -> None:
-        try:
-            for item in source:
-                while not stop.is_set():
-                    try:
-                        handoff.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            handoff.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            handoff.put(exc)
-
-    thread = threading.Thread(target=produce, name="rowvault-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
+    def produce(handoff: Handoff[bytes]) -> None:
+        for item in source:
+            if not handoff.put(item):
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            with suppress(queue.Empty):
-                handoff.get(timeout=0.1)
+
+    return Handoff[bytes](depth).run(produce, "rowvault-reader")
 
 
 class LineReader:
