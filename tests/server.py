@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +44,23 @@ class Server:
                 return int(line.split()[1])
         raise LookupError(field)
 
+    def children(self) -> list[int]:
+        """The server's worker processes (from /proc: each process's parent id)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError):
+                fields = stat.read_text().rpartition(")")[2].split()
+                if int(fields[1]) == self.process.pid:
+                    found.append(int(stat.parent.name))
+        return found
+
     def kill(self) -> None:
-        """Die without cleaning up, as a crashed process does."""
+        """Die without cleaning up, workers and all, as a crashed machine does."""
+        workers = self.children()
         self.process.send_signal(signal.SIGKILL)
+        for pid in workers:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
 
 

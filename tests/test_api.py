@@ -47,7 +47,8 @@ def upload(client: httpx.Client, path: Path, **params: object) -> httpx.Response
 def test_a_background_restore_reports_progress_that_only_grows(
     backup_file: Path, target: str, tmp_path: Path
 ) -> None:
-    with running_server(target, tmp_path / "home", env={"RESTORE_BATCH_SIZE": "500"}) as server:
+    steady = {"RESTORE_BATCH_SIZE": "500", "RESTORE_BATCH_DELAY_MS": "25"}  # about 1.5 s
+    with running_server(target, tmp_path / "home", env=steady) as server:
         with server.client() as client:
             started = upload(client, backup_file)
             assert started.status_code == 202, started.text

@@ -323,6 +323,20 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
+@app.command()
+@_errors_to_exit_codes
+def worker(db: Db = "") -> None:
+    """Run queued restore jobs for a database until stopped. `serve` starts its own; run
+    more on other machines that share the state store (ROWVAULT_STATE_URL)."""
+    from .jobs.worker import work
+
+    settings = load_settings(DATABASE_URL=db or None)
+    if not settings.database_url:
+        raise OptionError("no database given: pass --db URL or set DATABASE_URL")
+    logging.getLogger("rowvault").setLevel(logging.INFO)
+    work(settings)
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True

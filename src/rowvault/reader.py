@@ -72,6 +72,32 @@ class FileSummary:
             return None
         return TableSpec.from_dict(table, described)
 
+    def to_dict(self) -> dict[str, Any]:
+        """For handing a checked file to another process (a job's worker) without a rescan."""
+        return {
+            "name": self.name,
+            "layout": self.layout,
+            "compressed": self.compressed,
+            "metadata": self.metadata,
+            "tables": [
+                {
+                    "name": t.name,
+                    "count": t.count,
+                    "keys": sorted(t.keys) if t.keys is not None else None,
+                    "firstLine": t.first_line,
+                }
+                for t in self.tables.values()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileSummary:
+        summary = cls(data["name"], data["layout"], bool(data["compressed"]), data.get("metadata"))
+        for t in data["tables"]:
+            keys = set(t["keys"]) if t.get("keys") is not None else None
+            summary.tables[t["name"]] = TableSummary(t["name"], int(t["count"]), keys, t.get("firstLine"))
+        return summary
+
     def columns(self, table: str) -> list[str]:
         spec = self.spec(table)
         if spec is not None:

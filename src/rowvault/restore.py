@@ -29,6 +29,7 @@ from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for
 from .errors import RestoreAborted, ValidationError
 from .fileformat import Section, Source
+from .heap import frozen_heap
 from .loader import LoadContext, TableLoader, apply_deferred, format_key
 from .options import RestoreOptions
 from .plan import RestorePlan, TablePlan, build_plan
@@ -122,7 +123,8 @@ def restore(
             )
         run = _Run(database.engine, dialect, file, summary, plan, options, result, state, progress)
         run.on_created = on_created
-        run.execute(should_stop, on_checkpoint, dict(resume.done) if resume else {})
+        with frozen_heap():
+            run.execute(should_stop, on_checkpoint, dict(resume.done) if resume else {})
     result.seconds = time.perf_counter() - started
     log.info(
         "[restore] %s: %d of %d records in %.1fs, %d errors",

@@ -7,6 +7,7 @@ message that names the variable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,7 +47,12 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(
         4096, alias="ROWVAULT_MAX_UPLOAD_MB", ge=1, description="Largest upload accepted (MB)."
     )
-    workers: int = Field(2, alias="ROWVAULT_WORKERS", ge=1, description="Jobs run at the same time.")
+    workers: int = Field(1, alias="ROWVAULT_WORKERS", ge=1, description="Jobs run at the same time.")
+    jobs: Literal["process", "thread"] = Field(
+        "process",
+        alias="ROWVAULT_JOBS",
+        description="Where the server runs jobs: worker processes, or threads of its own process.",
+    )
 
     @property
     def state_database(self) -> str:

@@ -17,6 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..database import DatabaseLike, open_database
 from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationError
 from ..options import RestoreOptions
@@ -154,10 +156,14 @@ class JobRunner:
         self._beat = threading.Thread(target=self._heartbeat, name="rowvault-heartbeat", daemon=True)
         self._beat.start()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop running jobs after their current batch (they end `interrupted`)."""
         self._stop.set()
         for event in list(self._running.values()):
             event.set()
+
+    def close(self) -> None:
+        self.stop()
         self._pool.shutdown(wait=True)
         self.database.close()
 
@@ -194,13 +200,17 @@ class JobRunner:
         *,
         progress: ProgressCallback | None = None,
         summary: FileSummary | None = None,
+        claimed: bool = False,
     ) -> Job:
-        """Run a queued job to its end in this thread; returns the finished job."""
+        """Run a queued job (or one this process has `claimed`) to its end in this thread;
+        returns the finished job."""
         job = self._get(job_id)
         if job.target_key != self.key:
             raise JobError(f"job {job_id} restores into {job.target}, not {self.target}")
-        job.start()
-        self.store.save(job)
+        if not claimed:
+            job.start()
+            self.store.save(job)
+        summary = summary or self._saved_summary(job)
         cancel = threading.Event()
         with self._lock:
             self._running[job.id] = cancel
@@ -269,8 +279,25 @@ class JobRunner:
         if job.source and Path(job.source).parent == self.home / "uploads":
             Path(job.source).unlink(missing_ok=True)  # done: nothing left to resume
 
+    def _saved_summary(self, job: Job) -> FileSummary | None:
+        """The validation pass the API ran before queueing the job, if it left one."""
+        path = self.home / "jobs" / job.id / "summary.json"
+        if not path.exists():
+            return None
+        try:
+            return FileSummary.from_dict(orjson.loads(path.read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # the restore checks the file again
+
+    def save_summary(self, job: Job, summary: FileSummary) -> None:
+        folder = self.home / "jobs" / job.id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_bytes(orjson.dumps(summary.to_dict()))
+
     def _fail(self, job: Job, reporter: _Reporter, exc: BaseException) -> None:
-        if isinstance(exc, RestoreAborted):
+        if isinstance(exc, RestoreAborted) and exc.cancelled and self._stop.is_set():
+            status, message = "interrupted", "the worker was stopped; resume the job to finish it"
+        elif isinstance(exc, RestoreAborted):
             status = "cancelled" if exc.cancelled else "error"
             message = "cancelled" if exc.cancelled else f"restore stopped: {exc.reason}"
             if exc.result is not None:
@@ -290,8 +317,8 @@ class JobRunner:
             job.progress = fresh.progress
         job.checkpoint = reporter.state()
         job.finish(status, error=None if status == "cancelled" else message)  # type: ignore[arg-type]
-        if status == "cancelled":
-            job.progress = {**job.progress, "status": "cancelled"}
+        if status in ("cancelled", "interrupted"):
+            job.progress = {**job.progress, "status": status}
         self.store.save(job)
 
     def _options(self, job: Job) -> RestoreOptions:
@@ -377,7 +404,11 @@ def _gone(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a zombie (dead, not yet reaped) still answers kill(0)
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == "Z"
 
 
 def new_runner(settings: Any, database: DatabaseLike | None = None) -> JobRunner:

@@ -113,6 +113,27 @@ class StateStore:
             rows = conn.execute(sa.select(jobs).where(jobs.c.status.in_(("queued", "running")))).fetchall()
         return [_row_to_job(r) for r in rows]
 
+    def claim(self, target_key: str, owner: str) -> str | None:
+        """Take the oldest queued job for the database, for `owner`; None if there is none.
+        Safe with several workers: only one of them moves a job from queued to running."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            candidate = conn.execute(
+                sa.select(jobs.c.id)
+                .where(jobs.c.status == "queued", jobs.c.target_key == target_key)
+                .where(jobs.c.cancel_requested.is_(False))
+                .order_by(jobs.c.created_at)
+                .limit(1)
+            ).scalar()
+            if candidate is None:
+                return None
+            taken = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == candidate, jobs.c.status == "queued")
+                .values(status="running", owner=owner, started_at=now, heartbeat_at=now)
+            )
+        return str(candidate) if taken.rowcount == 1 else None
+
     def cancel_requested(self, job_id: str) -> bool:
         with self.engine.connect() as conn:
             flag = conn.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()

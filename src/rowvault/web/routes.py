@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
@@ -24,9 +25,10 @@ from ..errors import RowvaultError
 from ..jobs import Job, JobRunner
 from ..jobs.model import new_job_id
 from ..jobs.runner import STALE_AFTER_SECONDS
+from ..jobs.worker import WorkerPool
 from ..matching import normalize
 from ..options import MODES, BackupOptions, RestoreOptions
-from ..reader import BackupFile
+from ..reader import BackupFile, FileSummary
 from ..restore import validate
 from ..settings import Settings
 from . import uploads
@@ -44,6 +46,7 @@ class Service:
     def __init__(self, settings: Settings, runner: JobRunner | None = None) -> None:
         self.settings = settings
         self._runner = runner
+        self._workers: WorkerPool | None = None
 
     @property
     def runner(self) -> JobRunner:
@@ -59,12 +62,37 @@ class Service:
                 raise RowvaultError("no database: set DATABASE_URL or pass --db")
             self._runner = new_runner(self.settings)
         self._runner.recover()
+        if self.settings.jobs == "process":
+            self._workers = WorkerPool(self.settings, self._runner, self.settings.workers)
+            self._workers.start()
 
     def stop(self) -> None:
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None
         if self._runner is not None:
             self._runner.close()
             self._runner.store.close()
             self._runner = None
+
+    def submit(self, job: Job, summary: FileSummary | None = None) -> Future[Job] | None:
+        """Queue `job`: for the worker processes, or on this process's thread pool."""
+        if self._workers is None:
+            return self.runner.submit(job, summary=summary)
+        if summary is not None:
+            self.runner.save_summary(job, summary)
+        self._workers.notify()
+        return None
+
+    async def finished(self, job_id: str, future: Future[Job] | None) -> Job:
+        """Wait for the job to end (`wait=true`)."""
+        if future is not None:
+            return await asyncio.wrap_future(future)
+        while True:
+            job = await run_in_threadpool(_job_or_404, self, job_id)
+            if job.finished:
+                return job
+            await asyncio.sleep(0.1)
 
 
 def _job_or_404(service: Service, job_id: str) -> Job:
@@ -213,9 +241,9 @@ def build_router(service: Service) -> APIRouter:
         except BaseException:
             upload.path.unlink(missing_ok=True)
             raise
-        future = runner.submit(job, summary=summary)
+        future = service.submit(job, summary)
         if wait:
-            finished = await asyncio.wrap_future(future)
+            finished = await service.finished(job.id, future)
             return JSONResponse(restore_answer(finished), status_code=200)
         return {"progressId": job.id}
 
@@ -245,7 +273,7 @@ def build_router(service: Service) -> APIRouter:
     async def resume(id: str) -> dict[str, Any]:
         """Run an interrupted, cancelled or failed job again from its checkpoint."""
         job = await run_in_threadpool(service.runner.prepare_resume, id)
-        service.runner.submit(job)
+        service.submit(job)
         return {"progressId": job.id, "status": job.status}
 
     @router.get("/backup/jobs", tags=["jobs"])
