@@ -432,3 +432,27 @@ def test_cancel_then_resume_from_the_progress_view(page: Any, server: Server, da
     expect(page.locator("#processed")).to_have_text("50,000")
     expect(page.locator("#resume")).to_be_hidden()
     assert page.locator("#overall-bar").get_attribute("aria-valuenow") == "100"
+
+
+def test_undo_puts_the_database_back(page: Any, data: Data, tmp_path: Path) -> None:
+    db = tmp_path / "undo.db"
+    shutil.copy(data.small_db, db)
+    before = table_counts(f"sqlite:///{db}")
+    with running_server(db, tmp_path / "home") as own:
+        page.goto(own.url + "/#/restore")
+        expect(page.locator("#snapshot")).to_be_checked()
+        restore_id = start_restore(page, own, data.big)
+        wait_finished(page)
+        assert table_counts(f"sqlite:///{db}") != before
+        expect(page.locator("#undo")).to_be_visible()
+        page.click("#undo")
+        expect(page.locator("#undo-dialog")).to_be_visible()
+        page.click("#undo-confirm")
+        page.wait_for_url(lambda url: "#/job/" in url and not url.endswith(restore_id))
+        wait_finished(page)
+        expect(page.locator("#job-title")).to_have_text("Undo completed")
+        screenshot(page, "browser-8-undone")
+        page.goto(own.url + f"/#/job/{restore_id}")
+        expect(page.locator("#job-message")).to_contain_text("This restore was undone")
+        expect(page.locator("#undo")).to_be_hidden()
+    assert table_counts(f"sqlite:///{db}") == before

@@ -93,7 +93,7 @@ def _chosen_tables(schema: Schema, options: BackupOptions) -> list[str]:
     available = list(schema.specs)
     _check_names(available, options)
     asked = list(options.tables) if options.tables is not None else available
-    chosen = [t for t in asked if t not in set(options.exclude)]
+    chosen = [str(t) for t in asked if t not in set(options.exclude)]
     edges = [
         Edge(spec.name, fk.ref_table, i, True)
         for spec in schema.specs.values()

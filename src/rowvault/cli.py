@@ -190,6 +190,10 @@ def restore(
         Path | None,
         typer.Option("--rejects", help="Where failed records go (default: beside the file)."),
     ] = None,
+    snapshot: Annotated[
+        bool,
+        typer.Option("--snapshot", help="Back up the tables it writes into first, so `rowvault undo` can."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Restore a backup: validate it, then upsert it in batches, parents first.
@@ -205,6 +209,7 @@ def restore(
         "confirmReplace": yes,
         "rejectsPath": str((rejects or default_rejects_path(str(file))).resolve()),
         "fileName": file.name,
+        "snapshot": snapshot,
     }
     RestoreOptions(  # refuse bad options before a job is recorded
         mode=mode,  # type: ignore[arg-type]
@@ -264,6 +269,21 @@ def resume(
     with _runner(db) as runner:
         job = runner.prepare_resume(job_id)
         with progress_bars("restore", enabled=not json_output) as bars:
+            job = runner.run(job.id, progress=bars)
+    _report_job(job, json_output)
+
+
+@app.command()
+@_errors_to_exit_codes
+def undo(
+    job_id: Annotated[str, typer.Argument(help="The restore to undo.", show_default=False)],
+    db: Db = "",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Put back what a restore run with --snapshot changed."""
+    with _runner(db) as runner:
+        job = runner.create_undo(job_id)
+        with progress_bars("undo", enabled=not json_output) as bars:
             job = runner.run(job.id, progress=bars)
     _report_job(job, json_output)
 

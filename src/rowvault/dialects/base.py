@@ -47,7 +47,7 @@ class Target:
 
     @property
     def name(self) -> str:
-        return self.table.name
+        return str(self.table.name)  # a plain str: SQLAlchemy's quoted_name trips orjson
 
     @property
     def kinds(self) -> list[Kind]:

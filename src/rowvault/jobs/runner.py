@@ -21,11 +21,13 @@ import orjson
 
 from ..database import DatabaseLike, open_database
 from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationError
+from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from ..options import RestoreOptions
 from ..progress import Progress, ProgressCallback
 from ..reader import FileSummary
 from ..restore import Resume, restore
 from .model import Job, TransitionError, new_job_id, this_process
+from .snapshot import empty_tables, take_snapshot
 from .store import StateStore
 
 log = logging.getLogger("rowvault.jobs")
@@ -69,6 +71,7 @@ class _Reporter:
         self.interval = 1.0 / PROGRESS_WRITES_PER_SECOND
         self.done: dict[str, int] = dict(job.checkpoint.get("done") or {})
         self.created: list[str] = list(job.checkpoint.get("created") or [])
+        self.snapshot: dict[str, Any] | None = job.checkpoint.get("snapshot")
         self.pending: list[str] = []
         self.seq = store.error_count(job.id)
         self.last_write = 0.0
@@ -106,7 +109,7 @@ class _Reporter:
         self.flush()
 
     def state(self) -> dict[str, Any]:
-        return {"done": self.done, "created": self.created}
+        return {"done": self.done, "created": self.created, "snapshot": self.snapshot}
 
     def error(self, message: str) -> None:
         self.pending.append(message)
@@ -243,8 +246,16 @@ class JobRunner:
                     cancel.set()
             return cancel.is_set() or self._stop.is_set()
 
+        engine = self.database.engine
+        if job.options.get("snapshot") and not options.dry_run and reporter.snapshot is None:
+            self.store.update(job.id, progress={**job.progress, "model": "snapshot", "status": "running"})
+            target = self.home / "jobs" / job.id / "snapshot.json.gz"
+            reporter.snapshot = take_snapshot(engine, Path(str(job.source)), summary, options, target)
+            reporter.flush()
+        if job.options.get("emptyTables"):  # undo: the tables the undone restore created
+            empty_tables(engine, list(job.options["emptyTables"]))
         result = restore(
-            self.database.engine,
+            engine,
             Path(str(job.source)),
             options=options,
             progress=reporter.progress,
@@ -356,6 +367,40 @@ class JobRunner:
             self.store.save(job)
             self.store.unlock(job.target_key, job.id)
         return self._get(job_id)
+
+    def create_undo(self, job_id: str) -> Job:
+        """A restore job that puts back what job `job_id` changed, from its safety snapshot."""
+        original = self._get(job_id)
+        snapshot = original.checkpoint.get("snapshot")
+        if not original.finished:
+            raise JobError(f"job {job_id} is still {original.status}; cancel it first", status=409)
+        if not snapshot or (not Path(snapshot["path"]).exists() and snapshot.get("tables")):
+            raise JobError(f"job {job_id} has no safety snapshot to undo with", status=409)
+        if original.options.get("undoneBy"):
+            raise JobError(
+                f"job {job_id} was already undone by job {original.options['undoneBy']}", status=409
+            )
+        created = sorted(set(snapshot.get("created") or []) | set(original.checkpoint.get("created") or []))
+        options = {
+            "mode": "replace",
+            "confirmReplace": True,
+            "undoOf": job_id,
+            "emptyTables": created,
+            "fileName": f"safety snapshot of job {job_id}",
+        }
+        source = Path(snapshot["path"])
+        if not snapshot.get("tables"):  # nothing existed before: only the created tables to empty
+            source = self._empty_backup(original)
+        job = self.create_restore(source, options)
+        self.store.update(original.id, options={**original.options, "undoneBy": job.id})
+        return job
+
+    def _empty_backup(self, original: Job) -> Path:
+        path = self.home / "jobs" / original.id / "snapshot-empty.json"
+        writer = BackupWriter(path)
+        writer.write_metadata({"format": FORMAT, "version": FORMAT_VERSION, "tables": {}})
+        writer.close()
+        return path
 
     def prepare_resume(self, job_id: str) -> Job:
         job = self._get(job_id)

@@ -126,7 +126,7 @@ def _restore_options(given: dict[str, Any]) -> dict[str, Any]:
         if given["mode"] not in MODES:
             raise HTTPException(status_code=400, detail=f"mode must be one of {', '.join(MODES)}")
         options["mode"] = given["mode"]
-    for key in ("dryRun", "skipUnknown", "confirmReplace"):
+    for key in ("dryRun", "skipUnknown", "confirmReplace", "snapshot"):
         if given.get(key) not in (None, ""):
             options[key] = _flag(given[key])
     if "confirm" in given and given["confirm"] not in (None, ""):
@@ -168,6 +168,9 @@ def job_summary(job: Job) -> dict[str, Any]:
         file=job.options.get("fileName") or (Path(job.source).name if job.source else None),
         options=job.options,
         rejects=bool(job.rejects_path and Path(job.rejects_path).exists()),
+        snapshot=_has_snapshot(job),
+        undoOf=job.options.get("undoOf"),
+        undoneBy=job.options.get("undoneBy"),
         error=job.error,
         result={k: job.result.get(k) for k in ("success", "processed", "total", "results")}
         if job.result
@@ -201,6 +204,7 @@ def build_router(service: Service) -> APIRouter:
         dryRun: str | None = None,
         skipUnknown: str | None = None,
         confirm: str | None = None,
+        snapshot: str | None = None,
     ) -> Any:
         """Restore a backup sent as the body (JSON, gzip, `{"backupData": ...}`) or as the
         multipart field `file`. Answers 202 `{"progressId"}` at once, or with `wait=true`
@@ -222,6 +226,7 @@ def build_router(service: Service) -> APIRouter:
                 "dryRun": dryRun,
                 "skipUnknown": skipUnknown,
                 "confirm": confirm,
+                "snapshot": snapshot,
             }
             options = _restore_options(
                 {**upload.options, **{k: v for k, v in query.items() if v is not None}}
@@ -275,6 +280,14 @@ def build_router(service: Service) -> APIRouter:
         job = await run_in_threadpool(service.runner.prepare_resume, id)
         service.submit(job)
         return {"progressId": job.id, "status": job.status}
+
+    @router.post("/backup/undo", status_code=202, tags=["restore"])
+    async def undo(id: str) -> dict[str, Any]:
+        """Put back what a finished restore changed, from the safety snapshot it took
+        (`snapshot=true`): a new job, whose progressId is returned."""
+        job = await run_in_threadpool(service.runner.create_undo, id)
+        service.submit(job)
+        return {"progressId": job.id, "undoOf": id}
 
     @router.get("/backup/jobs", tags=["jobs"])
     async def jobs(limit: int = 50) -> dict[str, Any]:
@@ -387,6 +400,13 @@ def _backup_options(
     )
     check_options(engine, options)
     return options
+
+
+def _has_snapshot(job: Job) -> bool:
+    snapshot = job.checkpoint.get("snapshot")
+    if not snapshot:
+        return False
+    return not snapshot.get("tables") or Path(snapshot["path"]).exists()
 
 
 def _busy(runner: JobRunner, holder: str) -> bool:

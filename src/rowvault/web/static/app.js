@@ -389,6 +389,7 @@ function restoreForm(file, replaceConfirmed) {
   const batch = $("batch-size").value.trim();
   form.append("batchSize", batch || "auto");
   form.append("dryRun", $("dry-run").checked ? "true" : "false");
+  form.append("snapshot", $("snapshot").checked && !$("dry-run").checked ? "true" : "false");
   if (replaceConfirmed) form.append("confirmReplace", "true");
   form.append("file", file, file.name); // last: the options are read before the file's bytes
   return form;
@@ -490,7 +491,7 @@ function resetJobView(id) {
   $("job-grid").classList.remove("is-finished");
   show($("job-body"), true);
   show($("job-missing"), false);
-  for (const key of ["cancel", "resume", "rejects", "error-report", "again"]) show($(key), false);
+  for (const key of ["cancel", "resume", "undo", "rejects", "error-report", "again"]) show($(key), false);
 }
 
 async function watchJob(id) {
@@ -701,6 +702,7 @@ async function finishJob(id, generation) {
 function renderJobSummary(job) {
   const dryRun = Boolean(job.options && job.options.dryRun);
   if (dryRun) $("job-title").textContent = TITLES[job.status].replace("Restore", "Dry run");
+  if (job.undoOf) $("job-title").textContent = TITLES[job.status].replace("Restore", "Undo");
   const note = stoppedNote(job);
   if (note) showJobMessage(note, job.status === "error" ? "bad" : "warn");
   const rejects = $("rejects");
@@ -708,6 +710,8 @@ function renderJobSummary(job) {
   show(rejects, Boolean(job.rejects));
   const results = job.result && job.result.results;
   if (results) renderSummary(results, job, dryRun);
+  show($("undo"), Boolean(job.snapshot) && FINAL.has(job.status) && !job.undoneBy && !dryRun);
+  if (job.undoneBy) showJobMessage(`This restore was undone (job ${job.undoneBy}).`, "warn");
 }
 
 const SUMMARY_COLUMNS = ["Created", "Updated", "Unchanged", "Failed"];
@@ -767,6 +771,31 @@ async function cancelJob() {
     showJobMessage(error.message, "bad");
   } finally {
     $("cancel").disabled = false;
+  }
+}
+
+function confirmUndo() {
+  return new Promise((resolve) => {
+    const dialog = $("undo-dialog");
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    dialog.showModal();
+    $("undo-cancel").focus();
+  });
+}
+
+/** Undo a finished restore from its safety snapshot: a new job, watched like any other. */
+async function undoJob() {
+  const id = watch.id;
+  if (!(await confirmUndo())) return;
+  $("undo").disabled = true;
+  try {
+    const started = await api(`/api/backup/undo?id=${encodeURIComponent(id)}`, { method: "POST" });
+    location.hash = `#/job/${encodeURIComponent(started.progressId)}`;
+  } catch (error) {
+    showJobMessage(error.message, "bad");
+  } finally {
+    $("undo").disabled = false;
   }
 }
 
@@ -893,6 +922,7 @@ function init() {
   $("backup-form").addEventListener("submit", downloadBackup);
   $("cancel").addEventListener("click", cancelJob);
   $("resume").addEventListener("click", resumeJob);
+  $("undo").addEventListener("click", undoJob);
   $("history-refresh").addEventListener("click", loadHistory);
   downloadOnClick($("rejects"), () => `rejects-${watch.id}.json`);
   downloadOnClick($("error-report"), () => `errors-${watch.id}.txt`);
