@@ -159,3 +159,20 @@ def test_an_upload_over_the_limit_is_413(tmp_path: Path) -> None:
         )
     assert answer.status_code == 413
     assert "ROWVAULT_MAX_UPLOAD_MB" in answer.json()["detail"]
+
+
+def test_the_state_store_can_live_in_postgresql(make_db, source: Path, tmp_path: Path) -> None:
+    """What several machines share: jobs, progress and locks in PostgreSQL."""
+    state = make_db("postgresql")
+    target = str(tmp_path / "t.db")
+    with running_server(target, tmp_path / "home", env={"ROWVAULT_STATE_URL": state}) as server:
+        with server.client() as client, open(source, "rb") as body:
+            done = client.post("/api/backup", params={"wait": "true"}, content=body).json()
+            listed = client.get("/api/backup/jobs").json()["jobs"]
+    assert done["success"] is True and done["processed"] == 800
+    assert [j["id"] for j in listed] == [done["progressId"]]
+    import sqlalchemy as sa
+
+    with sa.create_engine(state).connect() as conn:
+        stored = conn.exec_driver_sql("SELECT status FROM rowvault_jobs").scalars().all()
+    assert stored == ["completed"]
