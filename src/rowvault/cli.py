@@ -346,8 +346,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 @app.command()
 @_errors_to_exit_codes
 def worker(db: Db = "") -> None:
-    """Run queued restore jobs for a database until stopped. `serve` starts its own; run
-    more on other machines that share the state store (ROWVAULT_STATE_URL)."""
+    """Run queued restore jobs for a database until stopped.
+
+    `serve` starts its own; run more on other machines that share the state store
+    (ROWVAULT_STATE_URL)."""
     from .jobs.worker import work
 
     settings = load_settings(DATABASE_URL=db or None)
@@ -411,8 +413,9 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Only build the demo database.")] = False,
     port: Annotated[int, typer.Option("--port", help="Port of the web page.")] = 8000,
 ) -> None:
-    """Build the demo database; without --no-serve, also show a backup and a restore of it,
-    then serve the web page on it."""
+    """Build the demo database, show a backup and a restore of it, serve the web page on it.
+
+    With --no-serve, only build the database."""
     from .demo import build_demo
     from .demo_tour import tour
 
