@@ -10,6 +10,7 @@ error and a line in the rejects file.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import tempfile
 import time
@@ -32,6 +33,10 @@ from .plan import TablePlan
 from .progress import Progress, ProgressCallback
 from .rejects import Rejects
 from .results import RestoreResult, TableResult
+
+log = logging.getLogger("rowvault.restore")
+BATCH_LOG_SECONDS = 1.0
+"""Batch log lines: at most one a second per table (and the table's last)."""
 
 
 class Failures:
@@ -133,6 +138,7 @@ class TableLoader:
         self._key_pick = itemgetter(*plan.key_positions) if plan.key_positions else None
         self._held = [p for d in plan.deferrals for p in d.positions]
         self._referenced = [(cols, [plan.position(c) for c in cols]) for cols in plan.referenced]
+        self._logged = float("-inf")
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -285,6 +291,18 @@ class TableLoader:
         ctx.progress.advance(self.plan.source, n, self.record_id(last, done - 1))
         ctx.on_checkpoint(self.plan.source, done)
         ctx.report(ctx.progress)
+        now = time.monotonic()
+        if now - self._logged >= BATCH_LOG_SECONDS or done == self.plan.count:
+            self._logged = now
+            log.info(
+                "[restore] %s: batch of %d (records %d-%d of %d) committed, %d failed",
+                self.plan.source,
+                n,
+                batch.base + 1,
+                done,
+                self.plan.count,
+                len(errors),
+            )
 
     def _parse(self, chunk: list[Any], section: Section, base: int, errors: dict[int, str]) -> list[Any]:
         parse = section.parse
