@@ -20,7 +20,7 @@ from .dbdump import counts, dump
 from .server import poll_until_finished, running_server
 
 RECORDS = 20_000
-SLOW = {"RESTORE_BATCH_SIZE": "500", "RESTORE_BATCH_DELAY_MS": "40"}
+SLOW = {"RESTORE_BATCH_SIZE": "250", "RESTORE_BATCH_DELAY_MS": "50"}  # 80 batches, 4 s or more
 
 
 @pytest.fixture(scope="module")
