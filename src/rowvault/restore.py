@@ -10,6 +10,7 @@ past the restored keys.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -189,7 +190,10 @@ class _Run:
         options, dialect = self.options, self.dialect
         self.state.start({tp.source: tp.count for tp in self.plan.tables})
         self.report(self.state)
-        rejects_path = options.rejects_path or default_rejects_path(self.summary.name)
+        beside = isinstance(self.file.source, (str, os.PathLike))
+        rejects_path = options.rejects_path or (
+            default_rejects_path(self.summary.name) if beside else Path("rowvault-rejects.json")
+        )
         rejects = Rejects(Path(rejects_path), self.summary.metadata)
         conn = dialect.connect()
         tx = Transactions(dialect, conn, dry_run=options.dry_run)
