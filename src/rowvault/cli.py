@@ -266,11 +266,7 @@ def resume(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Resume an interrupted, cancelled or failed restore from its checkpoint."""
-    with _runner(db) as runner:
-        job = runner.prepare_resume(job_id)
-        with progress_bars("restore", enabled=not json_output) as bars:
-            job = runner.run(job.id, progress=bars)
-    _report_job(job, json_output)
+    _run_job(db, lambda runner: runner.prepare_resume(job_id), "restore", json_output)
 
 
 @app.command()
@@ -281,9 +277,14 @@ def undo(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Put back what a restore run with --snapshot changed."""
+    _run_job(db, lambda runner: runner.create_undo(job_id), "undo", json_output)
+
+
+def _run_job(db: str, queue: Callable[[JobRunner], Job], label: str, json_output: bool) -> None:
+    """Queue a job with `queue`, run it here with progress bars, report how it ended."""
     with _runner(db) as runner:
-        job = runner.create_undo(job_id)
-        with progress_bars("undo", enabled=not json_output) as bars:
+        job = queue(runner)
+        with progress_bars(label, enabled=not json_output) as bars:
             job = runner.run(job.id, progress=bars)
     _report_job(job, json_output)
 

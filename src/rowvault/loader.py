@@ -212,13 +212,6 @@ class TableLoader:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def load_batch(self, chunk: list[Any], base: int, section: Section) -> _Batch:
-        """Prepare, write and settle one batch (what the pipeline does in two threads)."""
-        batch = self.prepare(chunk, base, section)
-        self.write(batch)
-        self.settle(batch)
-        return batch
-
     def prepare(self, chunk: list[Any], base: int, section: Section) -> _Batch:
         """Parse, pick, decode and check one batch; nothing touches the database."""
         n = len(chunk)

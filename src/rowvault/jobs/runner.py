@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -467,6 +466,3 @@ def new_runner(settings: Any, database: DatabaseLike | None = None) -> JobRunner
         batch_size=settings.restore_batch_size,
         batch_delay_ms=settings.restore_batch_delay_ms,
     )
-
-
-ProgressSink = Callable[[Progress], None]

@@ -373,13 +373,14 @@ function restoreProblem(file) {
   return null;
 }
 
-function confirmReplace() {
+/** Show the `<name>-dialog`; resolves true when its confirm button closed it. */
+function confirmDialog(name) {
   return new Promise((resolve) => {
-    const dialog = $("replace-dialog");
+    const dialog = $(`${name}-dialog`);
     dialog.returnValue = "";
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
     dialog.showModal();
-    $("replace-cancel").focus();
+    $(`${name}-cancel`).focus();
   });
 }
 
@@ -432,7 +433,7 @@ async function startRestore(event) {
   const problem = restoreProblem(file);
   if (problem) return showMessage($("restore-error"), problem);
   const replacing = $("mode").value === "replace";
-  if (replacing && !(await confirmReplace())) return undefined;
+  if (replacing && !(await confirmDialog("replace"))) return undefined;
   showMessage($("restore-error"), "");
   $("start").disabled = true;
   show($("upload"), true);
@@ -774,20 +775,10 @@ async function cancelJob() {
   }
 }
 
-function confirmUndo() {
-  return new Promise((resolve) => {
-    const dialog = $("undo-dialog");
-    dialog.returnValue = "";
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
-    dialog.showModal();
-    $("undo-cancel").focus();
-  });
-}
-
 /** Undo a finished restore from its safety snapshot: a new job, watched like any other. */
 async function undoJob() {
   const id = watch.id;
-  if (!(await confirmUndo())) return;
+  if (!(await confirmDialog("undo"))) return;
   $("undo").disabled = true;
   try {
     const started = await api(`/api/backup/undo?id=${encodeURIComponent(id)}`, { method: "POST" });
