@@ -114,9 +114,14 @@ class _Reporter:
         self.pending.append(message)
 
     def flush(self) -> None:
+        """Write the checkpoint, the heartbeat, the progress and new errors.
+
+        A finished progress record is held back: it is saved with the job's final status in
+        one write, so no reader ever sees `model: completed` on a job that is still running.
+        """
         started = time.perf_counter()
         fields: dict[str, Any] = {"checkpoint": self.state(), "heartbeat_at": time.time()}
-        if self.last is not None:
+        if self.last is not None and not self.last.finished:
             fields["progress"] = self.last.to_dict()
         self.store.update(self.job.id, **fields)
         if self.pending:
@@ -322,8 +327,9 @@ class JobRunner:
             reporter.flush()
         except Exception:  # the store itself may be what failed; the job row is saved below
             log.exception("[restore] job %s: could not write its last progress", job.id)
-        fresh = self.store.get(job.id)
-        if fresh is not None:
+        if reporter.last is not None:
+            job.progress = reporter.last.to_dict()
+        elif (fresh := self.store.get(job.id)) is not None:
             job.progress = fresh.progress
         job.checkpoint = reporter.state()
         job.finish(status, error=None if status == "cancelled" else message)  # type: ignore[arg-type]

@@ -552,8 +552,10 @@ function handlePollError(error, generation) {
   pollLater(generation);
 }
 
+/** The job's status decides; a server without one (the original API) ends on the model. */
 function isFinished(progress) {
-  return FINAL.has(progress.status) || progress.model === "completed" || progress.model === "error";
+  if (progress.status) return FINAL.has(progress.status);
+  return progress.model === "completed" || progress.model === "error";
 }
 
 function showJobMessage(text, tone = "warn") {
@@ -697,11 +699,16 @@ async function finishJob(id, generation) {
     return;
   }
   if (generation !== watch.generation) return;
+  if (!FINAL.has(job.status)) {
+    pollLater(generation); // the job is still saving its result
+    return;
+  }
   renderJobSummary(job);
 }
 
 function renderJobSummary(job) {
   const dryRun = Boolean(job.options && job.options.dryRun);
+  setStatus(job.status);
   if (dryRun) $("job-title").textContent = TITLES[job.status].replace("Restore", "Dry run");
   if (job.undoOf) $("job-title").textContent = TITLES[job.status].replace("Restore", "Undo");
   const note = stoppedNote(job);
