@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[postgresql,mysql,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[postgresql,mysql,celery,dev]'
 	touch $(STAMP)
 
 demo: install

@@ -341,23 +341,41 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     shown = f"[{host}]" if ":" in host else host
     plain(f"rowvault {__version__} serving {settings.database_url.split('@')[-1]}")
     plain(f"open http://{shown}:{port} (Ctrl-C stops it)")
+    if settings.jobs == "celery":
+        plain("restores are queued for Celery: run `rowvault worker --celery` (same database,")
+        plain("ROWVAULT_HOME, ROWVAULT_STATE_URL and ROWVAULT_BROKER_URL) where they should run")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
 @app.command()
 @_errors_to_exit_codes
-def worker(db: Db = "") -> None:
+def worker(
+    db: Db = "",
+    celery: Annotated[
+        bool,
+        typer.Option(
+            "--celery",
+            help="Take jobs from the Celery queue (ROWVAULT_BROKER_URL) of a server run with "
+            "ROWVAULT_JOBS=celery, instead of looking for them in the state store.",
+        ),
+    ] = False,
+) -> None:
     """Run queued restore jobs for a database until stopped.
 
     `serve` starts its own; run more on other machines that share the state store
-    (ROWVAULT_STATE_URL)."""
-    from .jobs.worker import work
-
+    (ROWVAULT_STATE_URL) and ROWVAULT_HOME."""
     settings = load_settings(DATABASE_URL=db or None)
     if not settings.database_url:
         raise OptionError("no database given: pass --db URL or set DATABASE_URL")
     logging.getLogger("rowvault").setLevel(logging.INFO)
-    work(settings)
+    if celery:
+        from .jobs import celery_queue
+
+        celery_queue.work(settings)
+    else:
+        from .jobs.worker import work
+
+        work(settings)
 
 
 def _loopback(host: str) -> bool:

@@ -48,10 +48,18 @@ class Settings(BaseSettings):
         4096, alias="ROWVAULT_MAX_UPLOAD_MB", ge=1, description="Largest upload accepted (MB)."
     )
     workers: int = Field(1, alias="ROWVAULT_WORKERS", ge=1, description="Jobs run at the same time.")
-    jobs: Literal["process", "thread"] = Field(
+    jobs: Literal["process", "thread", "celery"] = Field(
         "process",
         alias="ROWVAULT_JOBS",
-        description="Where the server runs jobs: worker processes, or threads of its own process.",
+        description=(
+            "Where the server runs jobs: worker processes it starts, threads of its own process, "
+            "or Celery workers (`rowvault worker --celery`) on any machine."
+        ),
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        alias="ROWVAULT_BROKER_URL",
+        description="The Celery broker, when ROWVAULT_JOBS=celery.",
     )
 
     @property

@@ -152,8 +152,6 @@ class JobRunner:
         self.home = Path(home)
         (self.home / "uploads").mkdir(parents=True, exist_ok=True)
         (self.home / "jobs").mkdir(parents=True, exist_ok=True)
-        (self.home / "uploads").mkdir(parents=True, exist_ok=True)
-        (self.home / "jobs").mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self.batch_delay_ms = batch_delay_ms
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rowvault-job")
@@ -367,11 +365,17 @@ class JobRunner:
         event = self._running.get(job_id)
         if event is not None:
             event.set()
-        if job.status == "queued" and event is None:  # not picked up yet: stop it here
-            job.finish("cancelled")
-            self.store.save(job)
+        # not picked up yet: end it here, unless a worker takes it at this very moment (then
+        # that worker sees the cancel before its first batch)
+        if job.status == "queued" and event is None and self.store.end_queued(job_id, "cancelled"):
             self.store.unlock(job.target_key, job.id)
         return self._get(job_id)
+
+    def abandon(self, job_id: str, reason: str) -> None:
+        """A queued job that cannot be handed to a worker ends as an error with `reason`."""
+        job = self._get(job_id)
+        if self.store.end_queued(job_id, "error", reason):
+            self.store.unlock(job.target_key, job.id)
 
     def create_undo(self, job_id: str) -> Job:
         """A restore job that puts back what job `job_id` changed, from its safety snapshot."""

@@ -116,23 +116,42 @@ class StateStore:
     def claim(self, target_key: str, owner: str) -> str | None:
         """Take the oldest queued job for the database, for `owner`; None if there is none.
         Safe with several workers: only one of them moves a job from queued to running."""
-        now = time.time()
-        with self.engine.begin() as conn:
-            candidate = conn.execute(
-                sa.select(jobs.c.id)
-                .where(jobs.c.status == "queued", jobs.c.target_key == target_key)
-                .where(jobs.c.cancel_requested.is_(False))
-                .order_by(jobs.c.created_at)
-                .limit(1)
-            ).scalar()
+        while True:
+            with self.engine.connect() as conn:
+                candidate = conn.execute(
+                    sa.select(jobs.c.id)
+                    .where(jobs.c.status == "queued", jobs.c.target_key == target_key)
+                    .where(jobs.c.cancel_requested.is_(False))
+                    .order_by(jobs.c.created_at)
+                    .limit(1)
+                ).scalar()
             if candidate is None:
                 return None
+            if self.claim_job(str(candidate), owner):
+                return str(candidate)
+
+    def claim_job(self, job_id: str, owner: str) -> bool:
+        """Move `job_id` from queued to running for `owner`; False if it is not queued (any
+        more) or its cancel was asked for. Only one caller ever gets True."""
+        now = time.time()
+        with self.engine.begin() as conn:
             taken = conn.execute(
                 jobs.update()
-                .where(jobs.c.id == candidate, jobs.c.status == "queued")
+                .where(jobs.c.id == job_id, jobs.c.status == "queued")
+                .where(jobs.c.cancel_requested.is_(False))
                 .values(status="running", owner=owner, started_at=now, heartbeat_at=now)
             )
-        return str(candidate) if taken.rowcount == 1 else None
+        return taken.rowcount == 1
+
+    def end_queued(self, job_id: str, status: str, error: str | None = None) -> bool:
+        """End a job that no worker has taken yet; False if one took it meanwhile."""
+        with self.engine.begin() as conn:
+            ended = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == "queued")
+                .values(status=status, error=error, finished_at=time.time())
+            )
+        return ended.rowcount == 1
 
     def cancel_requested(self, job_id: str) -> bool:
         with self.engine.connect() as conn:

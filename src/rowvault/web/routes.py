@@ -47,6 +47,7 @@ class Service:
         self.settings = settings
         self._runner = runner
         self._workers: WorkerPool | None = None
+        self._queue: Any = None  # the Celery app, when jobs run on Celery workers
 
     @property
     def runner(self) -> JobRunner:
@@ -65,6 +66,10 @@ class Service:
         if self.settings.jobs == "process":
             self._workers = WorkerPool(self.settings, self._runner, self.settings.workers)
             self._workers.start()
+        elif self.settings.jobs == "celery":
+            from ..jobs.celery_queue import make_app
+
+            self._queue = make_app(self.settings.broker_url)
 
     def stop(self) -> None:
         if self._workers is not None:
@@ -76,13 +81,25 @@ class Service:
             self._runner = None
 
     def submit(self, job: Job, summary: FileSummary | None = None) -> Future[Job] | None:
-        """Queue `job`: for the worker processes, or on this process's thread pool."""
-        if self._workers is None:
+        """Queue `job`: for the worker processes, Celery, or this process's thread pool."""
+        if self._workers is None and self._queue is None:
             return self.runner.submit(job, summary=summary)
         if summary is not None:
             self.runner.save_summary(job, summary)
-        self._workers.notify()
+        if self._workers is not None:
+            self._workers.notify()
+        else:
+            self._send(job)
         return None
+
+    def _send(self, job: Job) -> None:
+        from ..jobs.celery_queue import QueueUnavailable, send
+
+        try:
+            send(self._queue, job.id, job.target_key)
+        except QueueUnavailable as exc:
+            self.runner.abandon(job.id, str(exc))
+            raise HTTPException(status_code=503, detail=str(exc)) from None
 
     async def finished(self, job_id: str, future: Future[Job] | None) -> Job:
         """Wait for the job to end (`wait=true`)."""
