@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -47,9 +48,20 @@ def backup_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "backup.json.gz"
 
 
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """Die at once, pool processes and all, as a crashed machine does."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
 @contextmanager
-def celery_worker(db: str, home: Path, env: dict[str, str]) -> Iterator[Path]:
-    """`rowvault worker --celery` in its own process until the block ends; yields its log."""
+def celery_worker(db: str, home: Path, env: dict[str, str]) -> Iterator[Worker]:
+    """`rowvault worker --celery` in its own process group until the block ends."""
     log = home / f"celery-worker-{time.monotonic_ns()}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -57,16 +69,18 @@ def celery_worker(db: str, home: Path, env: dict[str, str]) -> Iterator[Path]:
             stdout=out,
             stderr=subprocess.STDOUT,
             env=_environment(home, None, env),
+            start_new_session=True,
         )
     try:
-        yield log
+        yield Worker(process, log)
     finally:
-        process.send_signal(signal.SIGTERM)  # warm shutdown: the job in hand finishes first
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # warm shutdown: the job in hand finishes first
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
 
 
 def upload(client: httpx.Client, path: Path) -> httpx.Response:
@@ -95,7 +109,7 @@ def test_a_celery_worker_runs_the_jobs_the_server_queued(
         time.sleep(1.0)
         waiting = progress(client, job_id)  # no worker yet: the job waits in the queue
 
-        with celery_worker(target, home, env) as worker_log:
+        with celery_worker(target, home, env) as worker:
             records = poll_until_finished(client, job_id, timeout=120)
         after = progress(client, cancelled)
 
@@ -104,7 +118,7 @@ def test_a_celery_worker_runs_the_jobs_the_server_queued(
     assert records[-1]["processed"] == records[-1]["total"] == RECORDS
     assert sum(counts(target).values()) == RECORDS
     assert after["status"] == "cancelled"  # its message reached the worker, which left it alone
-    log = worker_log.read_text()
+    log = worker.log.read_text()
     assert f"job {job_id} started" in log, log
     assert f"job {cancelled} is cancelled, not queued" in log, log
 
@@ -141,3 +155,31 @@ def test_a_broker_that_does_not_answer_is_503_and_frees_the_database(
     assert "127.0.0.1:9" in refused.json()["detail"]
     assert jobs[0]["status"] == "error" and "job queue" in jobs[0]["error"]
     assert again.status_code == 503  # not 409: the failed job does not hold the database
+
+
+def test_a_job_whose_worker_died_is_interrupted_and_resumes_on_another(
+    broker: str, backup_file: Path, tmp_path: Path
+) -> None:
+    target = str(tmp_path / "target.db")
+    home = tmp_path / "home"
+    env = {"ROWVAULT_JOBS": "celery", "ROWVAULT_BROKER_URL": broker}
+    slow = {**env, "RESTORE_BATCH_SIZE": "100", "RESTORE_BATCH_DELAY_MS": "100"}  # 40 batches, 4 s+
+    with running_server(target, home, env=env) as server, server.client() as client:
+        job_id = upload(client, backup_file).json()["progressId"]
+        with celery_worker(target, home, slow) as worker:
+            while (done := progress(client, job_id))["processed"] < 800:  # type: ignore[operator]
+                assert done["status"] in ("queued", "running"), done
+                time.sleep(0.05)
+            worker.kill()
+        deadline = time.monotonic() + 60
+        while (stopped := progress(client, job_id))["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)  # until its heartbeat is stale
+        with celery_worker(target, home, env):
+            resumed = client.post("/api/backup/resume", params={"id": job_id})
+            finished = poll_until_finished(client, job_id, timeout=120)[-1]
+
+    assert stopped["status"] == "interrupted"
+    assert 800 <= stopped["processed"] < RECORDS  # type: ignore[operator]
+    assert resumed.status_code == 202, resumed.text
+    assert finished["status"] == "completed", finished
+    assert sum(counts("sqlite:///" + target).values()) == RECORDS
