@@ -88,6 +88,10 @@ def open_database(db: DatabaseLike, *, must_exist: bool = False) -> Database:
         kwargs: dict[str, object] = {}
         if parsed.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
+        elif parsed.get_driver_name() == "pymysql" and "local_infile" not in parsed.query:
+            # Lets the restore use LOAD DATA LOCAL for plain inserts; the dialect allows the
+            # file transfer only for its own statements.
+            kwargs["connect_args"] = {"local_infile": True}
         engine = sa.create_engine(parsed, **kwargs)
     except (ArgumentError, ValueError) as exc:
         raise OptionError(f"not a database URL or SQLite path: {text!r} ({exc})") from exc

@@ -397,7 +397,9 @@ class _Run:
             return  # SQLite's foreign keys were declared with the table
         constraint = foreign_key(tp.name, fk)
         child.append_constraint(constraint)
-        self.dialect.execute(ctx.conn, str(AddConstraint(constraint).compile(dialect=dialect)))
+        self.dialect.add_checked_foreign_key(
+            ctx.conn, str(AddConstraint(constraint).compile(dialect=dialect))
+        )
 
     def _reject_orphans(
         self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]

@@ -213,6 +213,10 @@ class Dialect:
     def enforce_foreign_keys(self, conn: Any, on: bool) -> None:
         """Turn foreign-key checks on or off for this connection, where the engine allows it."""
 
+    def add_checked_foreign_key(self, conn: Any, sql: str) -> None:
+        """Add a foreign key whose rows were just checked (orphans rejected and removed)."""
+        self.execute(conn, sql)
+
     def prepare_table(self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool) -> None:
         """Set up per-table helpers before the first batch: for a table without a key that
         already holds rows, an index over its columns, so "is an identical row there?" is a

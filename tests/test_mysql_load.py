@@ -1,0 +1,154 @@
+"""MariaDB's LOAD DATA path for plain inserts: values that its file format must escape come
+back exactly, a record the server would only warn about is still reported as an error, and
+the foreign keys added after the data are enforced."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import rowvault
+
+from .backupfiles import read_backup, write_backup
+from .conftest import server_url
+from .dbdump import counts, dump
+
+ROWS = 300
+AWKWARD = [
+    "tab\there",
+    "new\nline",
+    "carriage\rreturn",
+    'a "quoted" word',
+    "back\\slash",
+    "\\N",
+    "NULL",
+    "",
+    "trailing backslash\\",
+    '"',
+    "emoji 🦉 and ünïcödé",
+    "nul \x00 byte",
+    "ctrl-z \x1a",
+    "  spaces  ",
+]
+BYTES = [b"", b"\x00", b"\\", b'"', b"\t\n\r", bytes(range(256))]
+
+
+def loads_done() -> int:
+    """The server's count of LOAD DATA statements (Com_load), to see which path ran."""
+    with sa.create_engine(server_url("mysql")).connect() as conn:
+        return int(conn.exec_driver_sql("SHOW GLOBAL STATUS LIKE 'Com_load'").fetchone()[1])
+
+
+def awkward_source(url: str) -> None:
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "awkward",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("label", sa.String(200)),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("blob", sa.LargeBinary),
+        sa.Column("amount", sa.Numeric(14, 4)),
+        sa.Column("ratio", sa.Float),
+        sa.Column("flag", sa.Boolean),
+        sa.Column("at", sa.DateTime),
+        sa.Column("token", sa.String(36)),
+        sa.Column("doc", sa.JSON),
+    )
+    rows = [
+        {
+            "id": i,
+            "label": None if i % 9 == 0 else AWKWARD[i % len(AWKWARD)],
+            "body": AWKWARD[(i + 3) % len(AWKWARD)],
+            "blob": None if i % 11 == 0 else BYTES[i % len(BYTES)],
+            "amount": None if i % 13 == 0 else Decimal(f"{i * 7}.{i % 10000:04d}") * (-1 if i % 2 else 1),
+            "ratio": None if i % 17 == 0 else i / 7,
+            "flag": None if i % 19 == 0 else bool(i % 2),
+            "at": datetime(2024, 2, 29, 23, 59, 58, i * 1000),
+            "token": str(uuid.UUID(int=i)),
+            "doc": {"text": AWKWARD[i % len(AWKWARD)], "n": i},
+        }
+        for i in range(ROWS)
+    ]
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+    engine.dispose()
+
+
+def test_awkward_values_come_back_exactly(make_db: Callable[[str], str], tmp_path: Path) -> None:
+    source, target = make_db("mysql"), make_db("mysql")
+    awkward_source(source)
+    rowvault.backup(source, tmp_path / "awkward.json")
+    before = loads_done()
+    result = rowvault.restore(target, tmp_path / "awkward.json")
+
+    assert result.error_count == 0, result.errors
+    assert loads_done() > before, "the restore into a new table did not use LOAD DATA"
+    assert dump(target, json_columns={"awkward.doc"}) == dump(source, json_columns={"awkward.doc"})
+
+
+def test_a_record_the_server_would_only_warn_about_is_an_error(
+    make_db: Callable[[str], str], tmp_path: Path
+) -> None:
+    source, target = make_db("mysql"), make_db("mysql")
+    awkward_source(source)
+    rowvault.backup(source, tmp_path / "awkward.json")
+    metadata, tables = read_backup(tmp_path / "awkward.json")
+    tables["awkward"][40]["label"] = "x" * 201  # too long: LOAD DATA LOCAL would cut it, with a warning
+    tables["awkward"][41]["body"] = None  # NOT NULL: LOAD DATA LOCAL would store '', with a warning
+    spoiled = write_backup(tmp_path / "spoiled.json", metadata, tables)
+
+    result = rowvault.restore(target, spoiled)
+
+    assert sorted(e.split(" - ")[0] for e in result.errors) == ["awkward:40", "awkward:41"]
+    assert counts(target) == {"awkward": ROWS - 2}
+    wanted = {k: v for k, v in dump(source, json_columns={"awkward.doc"}).items()}
+    wanted["awkward"] = [r for r in wanted["awkward"] if r[0] not in (40, 41)]
+    assert dump(target, json_columns={"awkward.doc"}) == wanted
+
+
+def test_foreign_keys_added_after_the_data_are_enforced(
+    make_db: Callable[[str], str], tmp_path: Path
+) -> None:
+    from rowvault.demo import build_demo
+
+    source, target = make_db("sqlite"), make_db("mysql")
+    build_demo(source, 2000)
+    rowvault.backup(source, tmp_path / "demo.json")
+    assert rowvault.restore(target, tmp_path / "demo.json").error_count == 0
+
+    engine = sa.create_engine(target)
+    try:
+        assert sa.inspect(engine).get_foreign_keys("business_products")
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE business_products SET business_id = 999999 LIMIT 1")
+    finally:
+        engine.dispose()
+
+
+def test_without_load_data_on_the_server_the_restore_still_works(
+    make_db: Callable[[str], str], tmp_path: Path
+) -> None:
+    source, target = make_db("mysql"), make_db("mysql")
+    awkward_source(source)
+    rowvault.backup(source, tmp_path / "awkward.json")
+    admin = sa.create_engine(server_url("mysql"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("SET GLOBAL local_infile = 0")
+    try:
+        result = rowvault.restore(target, tmp_path / "awkward.json")
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SET GLOBAL local_infile = 1")
+        admin.dispose()
+
+    assert result.error_count == 0, result.errors
+    assert dump(target, json_columns={"awkward.doc"}) == dump(source, json_columns={"awkward.doc"})
