@@ -5,7 +5,8 @@ the foreign keys added after the data are enforced."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +38,21 @@ AWKWARD = [
     "  spaces  ",
 ]
 BYTES = [b"", b"\x00", b"\\", b'"', b"\t\n\r", bytes(range(256))]
+
+
+@contextmanager
+def server_local_infile(on: bool) -> Iterator[None]:
+    """The server's local_infile setting for the block, then back to what it was."""
+    admin = sa.create_engine(server_url("mysql"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        was = conn.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar()
+        conn.exec_driver_sql(f"SET GLOBAL local_infile = {int(on)}")
+    try:
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SET GLOBAL local_infile = {int(was)}")
+        admin.dispose()
 
 
 def loads_done() -> int:
@@ -88,7 +104,8 @@ def test_awkward_values_come_back_exactly(make_db: Callable[[str], str], tmp_pat
     awkward_source(source)
     rowvault.backup(source, tmp_path / "awkward.json")
     before = loads_done()
-    result = rowvault.restore(target, tmp_path / "awkward.json")
+    with server_local_infile(True):
+        result = rowvault.restore(target, tmp_path / "awkward.json")
 
     assert result.error_count == 0, result.errors
     assert loads_done() > before, "the restore into a new table did not use LOAD DATA"
@@ -106,7 +123,8 @@ def test_a_record_the_server_would_only_warn_about_is_an_error(
     tables["awkward"][41]["body"] = None  # NOT NULL: LOAD DATA LOCAL would store '', with a warning
     spoiled = write_backup(tmp_path / "spoiled.json", metadata, tables)
 
-    result = rowvault.restore(target, spoiled)
+    with server_local_infile(True):
+        result = rowvault.restore(target, spoiled)
 
     assert sorted(e.split(" - ")[0] for e in result.errors) == ["awkward:40", "awkward:41"]
     assert counts(target) == {"awkward": ROWS - 2}
@@ -140,15 +158,8 @@ def test_without_load_data_on_the_server_the_restore_still_works(
     source, target = make_db("mysql"), make_db("mysql")
     awkward_source(source)
     rowvault.backup(source, tmp_path / "awkward.json")
-    admin = sa.create_engine(server_url("mysql"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("SET GLOBAL local_infile = 0")
-    try:
+    with server_local_infile(False):
         result = rowvault.restore(target, tmp_path / "awkward.json")
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SET GLOBAL local_infile = 1")
-        admin.dispose()
 
     assert result.error_count == 0, result.errors
     assert dump(target, json_columns={"awkward.doc"}) == dump(source, json_columns={"awkward.doc"})
