@@ -22,7 +22,7 @@ import sys
 import threading
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .model import this_process
 from .runner import JobRunner, new_runner
@@ -41,7 +41,7 @@ def work(settings: Any, *, stop: threading.Event | None = None) -> None:
     wake = threading.Event()
     child = os.environ.get(CHILD_FLAG) == "1"
     if child:
-        threading.Thread(target=_listen, args=(sys.stdin.buffer, wake, stop), daemon=True).start()
+        threading.Thread(target=_listen, args=(sys.stdin.fileno(), wake, stop), daemon=True).start()
     runner = new_runner(settings)
     _stop_on_sigterm(runner, stop)
     owner = this_process()
@@ -60,9 +60,12 @@ def work(settings: Any, *, stop: threading.Event | None = None) -> None:
         log.info("[worker] %s stopped", owner)
 
 
-def _listen(stream: IO[bytes], wake: threading.Event, stop: threading.Event) -> None:
-    """A line on stdin: work was queued. End of stdin: the server is gone."""
-    for _ in iter(stream.readline, b""):
+def _listen(fd: int, wake: threading.Event, stop: threading.Event) -> None:
+    """A line on stdin: work was queued. End of stdin: the server is gone.
+
+    Reads the file descriptor itself: a thread blocked in sys.stdin's buffered reader holds
+    its lock, and the interpreter aborts at exit when it cannot take that lock."""
+    while os.read(fd, 4096):
         wake.set()
     stop.set()
     wake.set()
