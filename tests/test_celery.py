@@ -183,3 +183,21 @@ def test_a_job_whose_worker_died_is_interrupted_and_resumes_on_another(
     assert resumed.status_code == 202, resumed.text
     assert finished["status"] == "completed", finished
     assert sum(counts("sqlite:///" + target).values()) == RECORDS
+
+
+@pytest.mark.parametrize("command", [["worker", "--celery"], ["serve"]])
+def test_without_celery_installed_the_cli_says_what_to_install(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from rowvault.cli import app
+
+    monkeypatch.setitem(sys.modules, "celery", None)  # import celery -> ImportError
+    monkeypatch.delitem(sys.modules, "rowvault.jobs.celery_queue", raising=False)
+    monkeypatch.setenv("ROWVAULT_JOBS", "celery")
+    answer = CliRunner().invoke(app, [*command, "--db", str(tmp_path / "t.db")])
+
+    assert answer.exit_code == 1
+    assert "pip install 'rowvault[celery]'" in answer.output
+    assert "Traceback" not in answer.output

@@ -337,6 +337,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         raise OptionError(
             f"refusing to listen on {host} without a token: set ROWVAULT_TOKEN, or listen on 127.0.0.1"
         )
+    if settings.jobs == "celery":
+        from .jobs import celery_queue  # noqa: F401  (says so if Celery is not installed)
     logging.getLogger("rowvault").setLevel(logging.INFO)
     shown = f"[{host}]" if ":" in host else host
     plain(f"rowvault {__version__} serving {settings.database_url.split('@')[-1]}")

@@ -17,10 +17,16 @@ import hashlib
 import logging
 from typing import Any
 
-from celery import Celery
-from kombu.exceptions import OperationalError
+from ..errors import OptionError, RowvaultError
 
-from ..errors import RowvaultError
+try:
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+except ImportError:  # an optional extra
+    raise OptionError(
+        "jobs on Celery (ROWVAULT_JOBS=celery, `rowvault worker --celery`) need Celery: "
+        "pip install 'rowvault[celery]'"
+    ) from None
 from .model import this_process
 from .runner import JobRunner, new_runner
 
