@@ -770,44 +770,35 @@ function summaryLead(totals, job, dryRun) {
   return `${records} processed in ${took}${failed}.`;
 }
 
-async function cancelJob() {
-  $("cancel").disabled = true;
+/** POST /api/backup/{action} for the watched job from its button; the answer, or null after
+ * showing why it failed. The button is disabled meanwhile so a double click sends one. */
+async function jobAction(action) {
+  const button = $(action);
+  button.disabled = true;
   try {
-    await api(`/api/backup/cancel?id=${encodeURIComponent(watch.id)}`, { method: "POST" });
-    showJobMessage("Cancelling: the restore stops after its current batch.");
+    return await api(`/api/backup/${action}?id=${encodeURIComponent(watch.id)}`, { method: "POST" });
   } catch (error) {
     showJobMessage(error.message, "bad");
+    return null;
   } finally {
-    $("cancel").disabled = false;
+    button.disabled = false;
   }
+}
+
+async function cancelJob() {
+  if (await jobAction("cancel")) showJobMessage("Cancelling: the restore stops after its current batch.");
 }
 
 /** Undo a finished restore from its safety snapshot: a new job, watched like any other. */
 async function undoJob() {
-  const id = watch.id;
   if (!(await confirmDialog("undo"))) return;
-  $("undo").disabled = true;
-  try {
-    const started = await api(`/api/backup/undo?id=${encodeURIComponent(id)}`, { method: "POST" });
-    location.hash = `#/job/${encodeURIComponent(started.progressId)}`;
-  } catch (error) {
-    showJobMessage(error.message, "bad");
-  } finally {
-    $("undo").disabled = false;
-  }
+  const started = await jobAction("undo");
+  if (started) location.hash = `#/job/${encodeURIComponent(started.progressId)}`;
 }
 
 async function resumeJob() {
   const id = watch.id;
-  $("resume").disabled = true;
-  try {
-    await api(`/api/backup/resume?id=${encodeURIComponent(id)}`, { method: "POST" });
-    watchJob(id);
-  } catch (error) {
-    showJobMessage(error.message, "bad");
-  } finally {
-    $("resume").disabled = false;
-  }
+  if (await jobAction("resume")) watchJob(id);
 }
 
 /** Links to files behind the token: fetch them with the header instead of navigating. */
