@@ -22,6 +22,7 @@ from ..errors import OptionError, RowvaultError
 try:
     from celery import Celery
     from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
 except ImportError:  # an optional extra
     raise OptionError(
         "jobs on Celery (ROWVAULT_JOBS=celery, `rowvault worker --celery`) need Celery: "
@@ -69,8 +70,7 @@ def send(app: Celery, job_id: str, target_key: str) -> None:
 
 
 def _safe(app: Celery) -> str:
-    with app.connection_for_write() as connection:  # not connected: only its address is read
-        return str(connection.as_uri())  # without the password
+    return str(maybe_sanitize_url(app.conf.broker_url))  # the password masked
 
 
 # -- in the worker ---------------------------------------------------------------------------
