@@ -18,7 +18,7 @@ import rowvault
 
 from .backupfiles import read_backup, write_backup
 from .conftest import server_url
-from .dbdump import counts, dump
+from .dbdump import Dump, counts, dump
 
 ROWS = 300
 AWKWARD = [
@@ -99,26 +99,35 @@ def awkward_source(url: str) -> None:
     engine.dispose()
 
 
-def test_awkward_values_come_back_exactly(make_db: Callable[[str], str], tmp_path: Path) -> None:
-    source, target = make_db("mysql"), make_db("mysql")
+def dumped(url: str) -> Dump:
+    return dump(url, json_columns={"awkward.doc"})
+
+
+@pytest.fixture
+def awkward(make_db: Callable[[str], str], tmp_path: Path) -> tuple[str, Path]:
+    """A MariaDB database holding the awkward table, and its backup."""
+    source = make_db("mysql")
     awkward_source(source)
     rowvault.backup(source, tmp_path / "awkward.json")
+    return source, tmp_path / "awkward.json"
+
+
+def test_awkward_values_come_back_exactly(awkward: tuple[str, Path], make_db: Callable[[str], str]) -> None:
+    (source, backup), target = awkward, make_db("mysql")
     before = loads_done()
     with server_local_infile(True):
-        result = rowvault.restore(target, tmp_path / "awkward.json")
+        result = rowvault.restore(target, backup)
 
     assert result.error_count == 0, result.errors
     assert loads_done() > before, "the restore into a new table did not use LOAD DATA"
-    assert dump(target, json_columns={"awkward.doc"}) == dump(source, json_columns={"awkward.doc"})
+    assert dumped(target) == dumped(source)
 
 
 def test_a_record_the_server_would_only_warn_about_is_an_error(
-    make_db: Callable[[str], str], tmp_path: Path
+    awkward: tuple[str, Path], make_db: Callable[[str], str], tmp_path: Path
 ) -> None:
-    source, target = make_db("mysql"), make_db("mysql")
-    awkward_source(source)
-    rowvault.backup(source, tmp_path / "awkward.json")
-    metadata, tables = read_backup(tmp_path / "awkward.json")
+    (source, backup), target = awkward, make_db("mysql")
+    metadata, tables = read_backup(backup)
     tables["awkward"][40]["label"] = "x" * 201  # too long: LOAD DATA LOCAL would cut it, with a warning
     tables["awkward"][41]["body"] = None  # NOT NULL: LOAD DATA LOCAL would store '', with a warning
     spoiled = write_backup(tmp_path / "spoiled.json", metadata, tables)
@@ -128,9 +137,9 @@ def test_a_record_the_server_would_only_warn_about_is_an_error(
 
     assert sorted(e.split(" - ")[0] for e in result.errors) == ["awkward:40", "awkward:41"]
     assert counts(target) == {"awkward": ROWS - 2}
-    wanted = {k: v for k, v in dump(source, json_columns={"awkward.doc"}).items()}
+    wanted = dumped(source)
     wanted["awkward"] = [r for r in wanted["awkward"] if r[0] not in (40, 41)]
-    assert dump(target, json_columns={"awkward.doc"}) == wanted
+    assert dumped(target) == wanted
 
 
 def test_foreign_keys_added_after_the_data_are_enforced(
@@ -153,13 +162,11 @@ def test_foreign_keys_added_after_the_data_are_enforced(
 
 
 def test_without_load_data_on_the_server_the_restore_still_works(
-    make_db: Callable[[str], str], tmp_path: Path
+    awkward: tuple[str, Path], make_db: Callable[[str], str]
 ) -> None:
-    source, target = make_db("mysql"), make_db("mysql")
-    awkward_source(source)
-    rowvault.backup(source, tmp_path / "awkward.json")
+    (source, backup), target = awkward, make_db("mysql")
     with server_local_infile(False):
-        result = rowvault.restore(target, tmp_path / "awkward.json")
+        result = rowvault.restore(target, backup)
 
     assert result.error_count == 0, result.errors
-    assert dump(target, json_columns={"awkward.doc"}) == dump(source, json_columns={"awkward.doc"})
+    assert dumped(target) == dumped(source)
