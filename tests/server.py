@@ -35,7 +35,10 @@ class Server:
         return self.db if "://" in self.db else f"sqlite:///{self.db}"
 
     def client(self, **kwargs: object) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        """An API client as the page is one: the token if any, and X-Rowvault on every call."""
+        headers = {"X-Rowvault": "1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kwargs)  # type: ignore[arg-type]
 
     def rss_kb(self, field: str = "VmRSS") -> int:

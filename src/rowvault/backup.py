@@ -22,7 +22,6 @@ from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for
 from .errors import BackupAborted, OptionError
 from .fileformat import FORMAT, FORMAT_VERSION, BackupWriter
-from .heap import frozen_heap
 from .matching import match_names
 from .options import BackupOptions
 from .ordering import Edge, plan_order
@@ -56,8 +55,7 @@ def backup(
         try:
             dialect.begin_snapshot(conn)
             counts = {t: _count(dialect, conn, queries.count(t)) for t in names}
-            with frozen_heap():
-                result = _write(dialect, conn, schema, names, counts, queries, dest, options, progress)
+            result = _write(dialect, conn, schema, names, counts, queries, dest, options, progress)
             dialect.rollback(conn)
         finally:
             dialect.release(conn)

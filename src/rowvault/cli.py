@@ -10,7 +10,9 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +32,11 @@ from .errors import (
     RowvaultError,
     ValidationError,
 )
+from .heap import frozen_heap
 from .jobs import Job, JobRunner, StateStore, new_runner
+from .jobs.model import new_job_id
 from .jobs.runner import STALE_AFTER_SECONDS
+from .jobs.store import masked_url
 from .options import MODES, BackupOptions, RestoreOptions
 from .reader import BackupFile
 from .rejects import default_rejects_path
@@ -146,7 +151,7 @@ def backup(
         limits=_limits(limit),
         include_demo_data=not no_demo_data,
     )
-    with progress_bars("backup", enabled=not json_output) as bars:
+    with progress_bars("backup", enabled=not json_output) as bars, frozen_heap():
         result = run_backup(db, output, options=options, progress=bars or _nothing)
     if json_output:
         typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -200,6 +205,7 @@ def restore(
 
     The restore is a job in the state store (ROWVAULT_HOME), visible to `rowvault jobs` and
     to a server on the same home, and can be resumed with `rowvault resume`."""
+    job_id = new_job_id()
     options = {
         "mode": mode,
         "batchSize": batch_size,
@@ -207,7 +213,7 @@ def restore(
         "dryRun": dry_run,
         "skipUnknown": skip_unknown,
         "confirmReplace": yes,
-        "rejectsPath": str((rejects or default_rejects_path(str(file))).resolve()),
+        "rejectsPath": str((rejects or default_rejects_path(str(file), job_id)).resolve()),
         "fileName": file.name,
         "snapshot": snapshot,
     }
@@ -221,10 +227,30 @@ def restore(
     if not file.exists():
         raise BackupFileError(file, "no such file")
     with _runner(db) as runner:
-        job = runner.create_restore(file.resolve(), options)
-        with progress_bars("restore", enabled=not json_output) as bars:
+        job = runner.create_restore(file.resolve(), options, job_id=job_id)
+        with progress_bars("restore", enabled=not json_output) as bars, _ctrl_c_cancels(runner, job.id):
             job = runner.run(job.id, progress=bars)
     _report_job(job, json_output)
+
+
+@contextmanager
+def _ctrl_c_cancels(runner: JobRunner, job_id: str) -> Iterator[None]:
+    """Ctrl-C stops the job after its current batch (it ends `cancelled`, resumable); a
+    second Ctrl-C stops at once."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        runner.request_stop(job_id)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _report_job(job: Job, json_output: bool) -> None:
@@ -238,7 +264,14 @@ def _report_job(job: Job, json_output: bool) -> None:
         restore_summary(result)
     if job.status != "completed":
         error(job.error or f"the restore ended {job.status}")
-        plain(f"job {job.id}: resume it with `rowvault resume {job.id}`")
+        if (
+            job.status in ("cancelled", "interrupted")
+            or job.checkpoint.get("done")
+            or job.checkpoint.get("created")
+        ):
+            plain(f"job {job.id}: resume it with `rowvault resume {job.id}`")
+        else:
+            plain(f"job {job.id}: nothing was written; run the restore again once the problem is fixed")
         raise typer.Exit(EXIT_FAILED)
     plain(f"job {job.id}")
     raise typer.Exit(EXIT_OK if result is None or result.error_count == 0 else EXIT_RECORD_ERRORS)
@@ -249,7 +282,7 @@ def _runner(db: str) -> Iterator[JobRunner]:
     settings = load_settings(DATABASE_URL=db or None)
     if not settings.database_url:
         raise OptionError("no database given: pass --db URL or set DATABASE_URL")
-    runner = new_runner(settings)
+    runner = new_runner(settings, freeze_heap=True)  # the CLI is a process of rowvault's own
     try:
         runner.recover()
         yield runner
@@ -284,7 +317,7 @@ def _run_job(db: str, queue: Callable[[JobRunner], Job], label: str, json_output
     """Queue a job with `queue`, run it here with progress bars, report how it ended."""
     with _runner(db) as runner:
         job = queue(runner)
-        with progress_bars(label, enabled=not json_output) as bars:
+        with progress_bars(label, enabled=not json_output) as bars, _ctrl_c_cancels(runner, job.id):
             job = runner.run(job.id, progress=bars)
     _report_job(job, json_output)
 
@@ -338,15 +371,26 @@ def _serve(settings: Settings, host: str, port: int) -> None:
             f"refusing to listen on {host} without a token: set ROWVAULT_TOKEN, or listen on 127.0.0.1"
         )
     if settings.jobs == "celery":
-        from .jobs import celery_queue  # noqa: F401  (says so if Celery is not installed)
+        from .jobs import celery_queue  # says so if Celery is not installed
+    StateStore(settings.state_database).close()  # an unusable state store: a clear error, now
+    web_app = create_app(settings, host=host, port=port)
     logging.getLogger("rowvault").setLevel(logging.INFO)
     shown = f"[{host}]" if ":" in host else host
-    plain(f"rowvault {__version__} serving {settings.database_url.split('@')[-1]}")
+    plain(f"rowvault {__version__} serving {_shown(settings.database_url)}")
     plain(f"open http://{shown}:{port} (Ctrl-C stops it)")
+    plain(f"answering for the host names {', '.join(web_app.state.allowed_hosts)} (ROWVAULT_ALLOWED_HOSTS)")
+    if settings.state_url:
+        plain(f"jobs are recorded in {masked_url(settings.state_url)}")
     if settings.jobs == "celery":
-        plain("restores are queued for Celery: run `rowvault worker --celery` (same database,")
-        plain("ROWVAULT_HOME, ROWVAULT_STATE_URL and ROWVAULT_BROKER_URL) where they should run")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        plain(f"restores are queued for Celery on {celery_queue.masked_broker_url(settings.broker_url)}:")
+        plain("run `rowvault worker --celery` (same database, ROWVAULT_HOME, ROWVAULT_STATE_URL and")
+        plain("ROWVAULT_BROKER_URL) where they should run")
+    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+
+
+def _shown(db: str) -> str:
+    """A database URL with its password hidden; a SQLite path as it is."""
+    return masked_url(db) if "://" in db else db
 
 
 @app.command()

@@ -77,10 +77,15 @@ class ColumnType:
             kind=kind if kind in KINDS else "other",
             sql=str(data.get("sqlType") or ""),
             timezone=bool(data.get("timezone", False)),
-            length=data.get("length"),
-            precision=data.get("precision"),
-            scale=data.get("scale"),
+            length=_whole(data.get("length")),
+            precision=_whole(data.get("precision")),
+            scale=_whole(data.get("scale")),
         )
+
+
+def _whole(value: Any) -> int | None:
+    """A type parameter from a file: a whole number, or nothing (see `descriptions`)."""
+    return value if type(value) is int else None
 
 
 def _sql_name(sa_type: TypeEngine[Any], dialect: sa.Dialect | None) -> str:

@@ -7,10 +7,15 @@ Bare scheme names pick the drivers rowvault ships with (`postgresql://` means ps
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
@@ -34,6 +39,9 @@ class Database:
 
     engine: Engine
     owned: bool
+    label: str | None = None
+    """What messages call it, when the engine is a stand-in (see `without_writes`)."""
+    cleanup: Callable[[], None] | None = None
 
     @property
     def name(self) -> str:
@@ -43,16 +51,26 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return display_url(self.engine)
+        return self.label or display_url(self.engine)
 
     def close(self) -> None:
         if self.owned:
             self.engine.dispose()
+        if self.cleanup is not None:
+            self.cleanup()
+
+
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword")
 
 
 def display_url(engine: Engine) -> str:
-    """The engine's URL with the password hidden, for messages and logs."""
-    return engine.url.render_as_string(hide_password=True)
+    """The engine's URL with the password hidden, for messages and logs (also one given as
+    a query parameter, `?password=...`)."""
+    url = engine.url
+    secret = {k: "***" for k in url.query if k.lower() in _SECRET_QUERY_KEYS}
+    if secret:
+        url = url.update_query_dict(secret)
+    return url.render_as_string(hide_password=True)
 
 
 def normalize_url(url: str) -> str:
@@ -65,6 +83,17 @@ def normalize_url(url: str) -> str:
 
 def is_url(value: str) -> bool:
     return "://" in value
+
+
+def _guard_local_files(engine: Engine) -> None:
+    """Every connection of the engine is a GuardedConnection: LOAD DATA LOCAL can send the
+    restore's spool file during its own statement, and no file otherwise, whatever the server
+    asks for (a URL's `local_infile` cannot turn PyMySQL's unchecked transfer on)."""
+    from .dialects.mysql_connection import GuardedConnection
+
+    @sa.event.listens_for(engine, "do_connect")
+    def connect(dialect: object, record: object, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        return GuardedConnection(*cargs, **cparams)
 
 
 def open_database(db: DatabaseLike, *, must_exist: bool = False) -> Database:
@@ -88,11 +117,11 @@ def open_database(db: DatabaseLike, *, must_exist: bool = False) -> Database:
         kwargs: dict[str, object] = {}
         if parsed.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
-        elif parsed.get_driver_name() == "pymysql" and "local_infile" not in parsed.query:
-            # Lets the restore use LOAD DATA LOCAL for plain inserts; the dialect allows the
-            # file transfer only for its own statements.
-            kwargs["connect_args"] = {"local_infile": True}
+        else:  # a connection the server closed (a restart, a kill) is replaced, not reused
+            kwargs["pool_pre_ping"] = True
         engine = sa.create_engine(parsed, **kwargs)
+        if parsed.get_driver_name() == "pymysql":
+            _guard_local_files(engine)
     except (ArgumentError, ValueError) as exc:
         raise OptionError(f"not a database URL or SQLite path: {text!r} ({exc})") from exc
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
@@ -102,9 +131,49 @@ def open_database(db: DatabaseLike, *, must_exist: bool = False) -> Database:
     return Database(engine, owned=True)
 
 
+def sqlite_path(engine: Engine) -> Path | None:
+    """The file of a SQLite engine; None for other engines and in-memory databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    name = engine.url.database or ""
+    if not name or name == ":memory:" or name.startswith("file:") or engine.url.query.get("uri"):
+        return None
+    return Path(name)
+
+
+def without_writes(database: Database, *, read_only: bool) -> Database:
+    """The database for a dry run or a validation, which must leave no trace.
+
+    A SQLite file that does not exist yet is not created (connecting would create it): an
+    empty stand-in in a temporary folder takes its place, and messages still name the file.
+    With `read_only`, an existing SQLite file is opened read-only."""
+    path = sqlite_path(database.engine)
+    if path is None:
+        return database
+    label = database.display_url
+    if path.exists():
+        if not read_only:
+            return database
+        url = f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true"
+        stand_in = sa.create_engine(url, connect_args={"timeout": 30})
+        database.close()
+        return Database(stand_in, owned=True, label=label)
+    folder = Path(tempfile.mkdtemp(prefix="rowvault-dry-run-"))
+    stand_in = sa.create_engine(f"sqlite:///{folder / 'empty.db'}", connect_args={"timeout": 30})
+    database.close()
+    return Database(
+        stand_in, owned=True, label=label, cleanup=partial(shutil.rmtree, folder, ignore_errors=True)
+    )
+
+
 @contextmanager
-def opened(db: DatabaseLike, *, must_exist: bool = False) -> Iterator[Database]:
+def opened(
+    db: DatabaseLike, *, must_exist: bool = False, writes: bool = True, read_only: bool = False
+) -> Iterator[Database]:
+    """`db`, connected. `writes=False` for a dry run or a validation (see `without_writes`)."""
     database = open_database(db, must_exist=must_exist)
+    if not writes or read_only:
+        database = without_writes(database, read_only=read_only)
     try:
         check_connection(database)
         yield database

@@ -8,6 +8,7 @@ from pathlib import Path
 from .backup import backup
 from .clidisplay import backup_summary, plain, progress_bars, restore_summary
 from .database import is_url
+from .heap import frozen_heap
 from .restore import restore
 
 
@@ -18,17 +19,17 @@ def tour(db: str) -> Path:
     restored = folder / "demo-restored.db"
     restored.unlink(missing_ok=True)
     plain(f"\nbacking up {db} to {backup_file}")
-    with progress_bars("backup") as bars:
+    with progress_bars("backup") as bars, frozen_heap():
         assert bars is not None
         written = backup(db, backup_file, progress=bars)
     backup_summary(written)
     plain(f"\nrestoring {backup_file.name} into a new database, {restored}")
-    with progress_bars("restore") as bars:
+    with progress_bars("restore") as bars, frozen_heap():
         assert bars is not None
         result = restore(restored, backup_file, progress=bars)
     restore_summary(result)
     plain("\nagain, into the same database: every record is already there")
-    with progress_bars("restore") as bars:
+    with progress_bars("restore") as bars, frozen_heap():
         assert bars is not None
         again = restore(restored, backup_file, progress=bars)
     restore_summary(again)

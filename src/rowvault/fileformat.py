@@ -33,12 +33,15 @@ from typing import IO, Any, BinaryIO
 import orjson
 
 from .errors import BackupFileError
+from .limits import MAX_LINE_BYTES, RATIO_AFTER_BYTES, ReadLimits, describe_size
 from .linelayout import line_reader, records, table_name
 
 FORMAT = "rowvault"
 FORMAT_VERSION = 1
 GZIP_MAGIC = b"\x1f\x8b"
 METADATA_PREFIX = b'{"metadata":'
+OUTPUT_STEP = 1 << 20
+"""The most one gunzip step hands out: the caps are checked between steps."""
 READ_ERRORS = (EOFError, OSError, zlib.error)
 """What reading a damaged or truncated (gzip) file raises."""
 REJECT_REASON_KEY = "_rowvault_error"
@@ -138,9 +141,12 @@ class BackupWriter:
 # -- reading -------------------------------------------------------------------------------
 
 
-def open_stream(source: Source) -> tuple[IO[bytes], bool]:
-    """Open `source` for reading, unwrapping gzip when the content is gzip."""
-    name = source_name(source)
+def open_stream(
+    source: Source, *, limits: ReadLimits | None = None, name: str | None = None
+) -> tuple[IO[bytes], bool]:
+    """Open `source` for reading, unwrapping gzip when the content is gzip (its output held
+    to `limits`, whose errors call the file `name`)."""
+    name = name or source_name(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -153,7 +159,8 @@ def open_stream(source: Source) -> tuple[IO[bytes], bool]:
     head = _peek(raw, 2)
     if head == GZIP_MAGIC:
         owned = isinstance(source, (str, os.PathLike))
-        return io.BufferedReader(GunzipStream(raw, close_source=owned), buffer_size=1 << 20), True
+        gunzip = GunzipStream(raw, close_source=owned, limits=limits, name=name)
+        return io.BufferedReader(gunzip, buffer_size=1 << 20), True
     if name.endswith(".gz") and head:
         text = head + _peek(raw, 16)[2:]
         if not text.lstrip().startswith(b"{"):
@@ -166,21 +173,37 @@ class GunzipStream(io.RawIOBase):
     """gzip decompression in large steps (the standard GzipFile feeds zlib 8 KB at a time).
 
     zlib checks each member's CRC and length; several members in a row are read as one
-    stream, as gzip does; input that ends inside a member raises EOFError."""
+    stream, as gzip does; input that ends inside a member raises EOFError. It counts what it
+    consumed and produced, and stops a compression bomb (output past `limits`) within a
+    megabyte of the cap, with a BackupFileError naming `name`."""
 
-    def __init__(self, raw: IO[bytes], *, close_source: bool, chunk: int = 1 << 18) -> None:
+    def __init__(
+        self,
+        raw: IO[bytes],
+        *,
+        close_source: bool,
+        chunk: int = 1 << 18,
+        limits: ReadLimits | None = None,
+        name: str = "<stream>",
+    ) -> None:
         self._raw = raw
         self._close_source = close_source
         self._chunk = chunk
         self._zlib = zlib.decompressobj(wbits=31)
         self._pending = b""
         self._in_member = False
+        self._limits = limits if limits is not None and limits.caps_expansion else None
+        self._name = name
+        self.read_bytes = 0
+        """Compressed bytes read from the source (some may still wait in zlib's input)."""
+        self.produced = 0
+        """Decompressed bytes handed out."""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        size = len(buffer)
+        size = min(len(buffer), OUTPUT_STEP)
         while True:
             if self._pending:
                 out = self._zlib.decompress(self._pending, size)
@@ -190,6 +213,9 @@ class GunzipStream(io.RawIOBase):
                     self._zlib = zlib.decompressobj(wbits=31)
                     self._in_member = False
                 if out:
+                    self.produced += len(out)
+                    if self._limits is not None:
+                        self._check(self._limits)
                     buffer[: len(out)] = out
                     return len(out)
                 continue
@@ -198,8 +224,29 @@ class GunzipStream(io.RawIOBase):
                 if self._in_member:
                     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
                 return 0
+            self.read_bytes += len(data)
             self._in_member = True
             self._pending = data
+
+    def _check(self, limits: ReadLimits) -> None:
+        produced = self.produced
+        cap = limits.max_expanded_bytes
+        if cap is not None and produced > cap:
+            raise BackupFileError(
+                self._name,
+                f"it expands past {describe_size(cap)} when decompressed (the limit): "
+                "refused as a compression bomb",
+            )
+        ratio = limits.max_ratio
+        if ratio is None or produced <= RATIO_AFTER_BYTES:
+            return
+        consumed = max(self.read_bytes - len(self._pending), 1)
+        if produced > ratio * consumed:
+            raise BackupFileError(
+                self._name,
+                f"it expands more than {ratio:g} times when decompressed ({describe_size(produced)} "
+                f"from {describe_size(consumed)} so far): refused as a compression bomb",
+            )
 
     def close(self) -> None:
         if self._close_source and not self.closed:
@@ -259,9 +306,17 @@ def read_metadata_line(first: bytes) -> dict[str, Any] | None:
     return metadata
 
 
-def line_sections(stream: IO[bytes], name: str, *, compressed: bool) -> Iterator[Section]:
+def line_sections(
+    stream: IO[bytes], name: str, *, compressed: bool, max_line: int = MAX_LINE_BYTES
+) -> Iterator[Section]:
     """The sections of a file in rowvault's line layout (its metadata line already read)."""
-    reader = line_reader(stream, name, compressed=compressed, translate=lambda exc: read_failure(name, exc))
+    reader = line_reader(
+        stream,
+        name,
+        compressed=compressed,
+        translate=lambda exc: read_failure(name, exc),
+        max_line=max_line,
+    )
     while (item := reader.line()) is not None:
         line, _ = item
         if line in (b"}", b""):

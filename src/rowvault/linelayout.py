@@ -18,27 +18,56 @@ import orjson
 
 from .errors import BackupFileError
 from .handoff import Handoff
+from .limits import MAX_LINE_BYTES, describe_size
 
 BLOCK = 1 << 20
 
 
-def blocks(stream: IO[bytes], size: int = BLOCK) -> Iterator[bytes]:
-    """Chunks of the stream that end at a line boundary (the last one may not)."""
-    rest = b""
+class LineTooLong(Exception):
+    """An unfinished line passed the cap. Raised by `blocks`, which knows no line numbers;
+    the reader turns it into a BackupFileError naming the line."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the line is longer than {describe_size(limit)}, far past any real record: "
+            "the file is damaged or is not a backup"
+        )
+
+
+def blocks(stream: IO[bytes], size: int = BLOCK, *, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Chunks of the stream that end at a line boundary (the last one may not).
+
+    A line longer than a block is kept as a list of pieces and joined once, so reading stays
+    linear whatever the line's length. A line past `max_line` raises LineTooLong as soon as
+    the cap is passed, holding no more than the cap and one block. Blocks are never longer
+    than the cap, so only a line spread over several blocks needs measuring."""
+    size = min(size, max_line)
+    pieces: list[bytes] = []
+    held = 0  # bytes of the unfinished line in `pieces`
     while True:
         data = stream.read(size)
         if not data:
-            if rest:
-                yield rest
+            if pieces:
+                yield b"".join(pieces)
             return
-        if rest:
-            data = rest + data
         cut = data.rfind(b"\n")
         if cut < 0:
-            rest = data
+            held += len(data)
+            if held > max_line:
+                raise LineTooLong(max_line)
+            pieces.append(data)
             continue
+        if pieces:
+            if held + data.find(b"\n") > max_line:
+                raise LineTooLong(max_line)
+            pieces.append(data[: cut + 1])
+            yield b"".join(pieces)
+        else:
+            yield data[: cut + 1]
         rest = data[cut + 1 :]
-        yield data[: cut + 1]
+        pieces = [rest] if rest else []
+        held = len(rest)
 
 
 def in_background(source: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
@@ -66,11 +95,14 @@ class LineReader:
     def _fill(self) -> bool:
         if self._pos < len(self._buf):
             return True
-        for chunk in self._chunks:
-            if chunk:
-                self._buf = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-                self._pos = 0
-                return True
+        try:
+            for chunk in self._chunks:
+                if chunk:
+                    self._buf = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+                    self._pos = 0
+                    return True
+        except LineTooLong as exc:  # every line before it was consumed: it is `lineno`
+            raise BackupFileError(self.name, str(exc), line=self.lineno) from None
         return False
 
     def line(self) -> tuple[bytes, bool] | None:
@@ -170,9 +202,10 @@ def line_reader(
     *,
     compressed: bool,
     translate: Callable[[BaseException], Exception],
+    max_line: int = MAX_LINE_BYTES,
 ) -> LineReader:
     """A reader positioned after the metadata line (which the caller has read)."""
-    chunks = guarded(blocks(stream), translate)
+    chunks = guarded(blocks(stream, max_line=max_line), translate)
     reader = LineReader(in_background(chunks) if compressed else chunks, name)
     reader.lineno = 2
     return reader

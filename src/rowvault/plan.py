@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import sqlalchemy as sa
 
 from .codec import Decoder, restore_decoder
+from .descriptions import description_problems
 from .dialects import Target
 from .fileformat import REJECT_REASON_KEY
 from .matching import match_names, normalize
@@ -111,6 +112,15 @@ def build_plan(
     from the backup's description (keys, indexes) as when they were created."""
     plan = RestorePlan()
     selected = _selected_tables(summary, options, plan)
+    described = (summary.metadata or {}).get("tables") or {}
+    if not isinstance(described, dict):
+        plan.problems.append("the metadata's 'tables' is not an object of table descriptions")
+        described = {}
+    for name in selected:
+        if name in described:
+            plan.problems += description_problems(name, described[name], dialect)
+    if plan.problems:
+        return plan  # nothing is built from a description that is not sound
     match = match_names(selected, schema.specs)
     plan.problems += [f"table {c}" for c in match.conflicts]
     table_map = dict(match.mapping)

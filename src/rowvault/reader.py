@@ -20,6 +20,7 @@ import orjson
 from .errors import BackupFileError
 from .fileformat import (
     FORMAT_VERSION,
+    METADATA_PREFIX,
     READ_ERRORS,
     REJECT_REASON_KEY,
     Section,
@@ -30,8 +31,9 @@ from .fileformat import (
     read_metadata_line,
     source_name,
 )
-from .jsonlayout import JsonLayout
-from .linelayout import check_region, line_reader, split_region, table_name
+from .jsonlayout import JsonLayout, first_member_ends
+from .limits import ReadLimits
+from .linelayout import LineTooLong, check_region, line_reader, split_region, table_name
 from .schema import TableSpec
 
 Layout = Literal["lines", "json"]
@@ -107,19 +109,21 @@ class FileSummary:
 
 
 class BackupFile:
-    """A backup file (or seekable stream) that can be read more than once."""
+    """A backup file (or seekable stream) that can be read more than once, within `limits`
+    (default: lines up to 64 MiB, no cap on decompression) by its scan and its sections."""
 
-    def __init__(self, source: Source, *, name: str | None = None) -> None:
+    def __init__(self, source: Source, *, name: str | None = None, limits: ReadLimits | None = None) -> None:
         self.source = source
         self.name = name or source_name(source)
         """How messages call the file (an upload's own name rather than where it was saved)."""
+        self.limits = limits or ReadLimits()
 
     @contextmanager
     def _open(self) -> Iterator[tuple[IO[bytes], bool]]:
         if not isinstance(self.source, (str, os.PathLike)):
             self.source.seek(0)
         try:
-            stream, compressed = open_stream(self.source)
+            stream, compressed = open_stream(self.source, limits=self.limits, name=self.name)
         except _READ_ERRORS as exc:
             raise read_failure(self.name, exc) from exc
         try:
@@ -130,16 +134,24 @@ class BackupFile:
                     stream.close()
 
     def _first_line(self, stream: IO[bytes]) -> bytes:
+        """The first line, read up to just past the cap. Longer than the cap, it is an error
+        only if it is rowvault's metadata line: a document of another layout may be one long
+        line, and then its first member (its metadata) ends early in it."""
+        cap = self.limits.max_line_bytes
         try:
-            return stream.readline(1 << 24)
+            first = stream.readline(cap + 1)
         except _READ_ERRORS as exc:
             raise read_failure(self.name, exc) from exc
+        too_long = len(first) > cap and not first.endswith(b"\n")
+        if too_long and first.lstrip().startswith(METADATA_PREFIX) and not first_member_ends(first):
+            raise BackupFileError(self.name, str(LineTooLong(cap)), line=1)
+        return first
 
     def scan(self) -> FileSummary:
         """Read the whole file once and check its structure; raises BackupFileError."""
         with self._open() as (stream, compressed):
             first = self._first_line(stream)
-            if not first.strip():
+            if len(first) <= self.limits.max_line_bytes and not first.strip():
                 raise BackupFileError(self.name, "the file is empty: it is not a backup")
             metadata = read_metadata_line(first)
             if metadata is not None:
@@ -155,7 +167,11 @@ class BackupFile:
     def _scan_lines(self, stream: IO[bytes], summary: FileSummary) -> None:
         name = self.name
         reader = line_reader(
-            stream, name, compressed=summary.compressed, translate=lambda e: read_failure(name, e)
+            stream,
+            name,
+            compressed=summary.compressed,
+            translate=lambda e: read_failure(name, e),
+            max_line=self.limits.max_line_bytes,
         )
         closed = False
         while (item := reader.line()) is not None:
@@ -192,7 +208,7 @@ class BackupFile:
 
     def _scan_json(self, summary: FileSummary) -> None:
         with self._open() as (stream, _):
-            layout = JsonLayout(stream, self.name)
+            layout = JsonLayout(stream, self.name, max_value=self.limits.max_line_bytes)
             for section in layout.sections():
                 if section.name in summary.tables:
                     raise BackupFileError(self.name, f"table {section.name!r} appears twice")
@@ -243,9 +259,10 @@ class BackupFile:
         with self._open() as (stream, compressed):
             if layout == "lines":
                 self._first_line(stream)
-                yield line_sections(stream, self.name, compressed=compressed)
+                cap = self.limits.max_line_bytes
+                yield line_sections(stream, self.name, compressed=compressed, max_line=cap)
             else:
-                yield JsonLayout(stream, self.name).sections()
+                yield JsonLayout(stream, self.name, max_value=self.limits.max_line_bytes).sections()
 
 
 def _collect_keys(keys: set[str], region: bytes) -> None:

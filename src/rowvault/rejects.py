@@ -19,14 +19,16 @@ RAW_KEY = "_rowvault_raw"
 """Holds the text of a record that was not valid JSON."""
 
 
-def default_rejects_path(source: str) -> Path:
-    """`backup.json.gz` -> `backup.rejects.json` beside it."""
+def default_rejects_path(source: str, job_id: str | None = None) -> Path:
+    """`backup.json.gz` -> `backup.rejects.json` beside it; with a job id,
+    `backup.rejects-1a2b3c4d.json`, so the next run of the same file keeps this one's."""
     path = Path(source)
     name = path.name
     for suffix in (".gz", ".json"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    return path.with_name(f"{name}.rejects.json")
+    tag = f"-{job_id[:8]}" if job_id else ""
+    return path.with_name(f"{name}.rejects{tag}.json")
 
 
 class Rejects:

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for
 from .errors import RestoreAborted, ValidationError
 from .fileformat import Section, Source
-from .heap import frozen_heap
 from .loader import LoadContext, TableLoader, apply_deferred, format_key
 from .options import RestoreOptions
 from .plan import RestorePlan, TablePlan, build_plan
@@ -38,7 +38,7 @@ from .progress import Progress, ProgressCallback, null_progress
 from .reader import BackupFile, FileSummary
 from .rejects import Rejects, default_rejects_path
 from .results import RestoreResult, TableResult
-from .schema import Schema, build_table, foreign_key, index, reflect
+from .schema import Schema, build_table, foreign_key, index, link_foreign_keys, reflect
 
 log = logging.getLogger("rowvault.restore")
 
@@ -64,7 +64,7 @@ def validate(
     `summary` is the result of `BackupFile(source).scan()` if the caller already ran it."""
     options = options or RestoreOptions()
     summary = summary or BackupFile(source).scan()
-    with opened(db) as database:
+    with opened(db, read_only=True) as database:
         dialect = dialect_for(database.engine)
         plan = _plan(database.engine, dialect, summary, options)
     if plan.problems:
@@ -106,7 +106,7 @@ def restore(
     log.info("[restore] reading %s", file.name)
     summary = summary or file.scan()
     log.info("[restore] %s: %d records in %d tables", summary.name, summary.total, len(summary.tables))
-    with opened(db) as database:
+    with opened(db, writes=not options.dry_run) as database:
         dialect = dialect_for(database.engine)
         created_before = set(resume.created) if resume else set()
         plan = _plan(database.engine, dialect, summary, options, created_before)
@@ -124,8 +124,7 @@ def restore(
             )
         run = _Run(database.engine, dialect, file, summary, plan, options, result, state, progress)
         run.on_created = on_created
-        with frozen_heap():
-            run.execute(should_stop, on_checkpoint, dict(resume.done) if resume else {})
+        run.execute(should_stop, on_checkpoint, dict(resume.done) if resume else {})
     result.seconds = time.perf_counter() - started
     log.info(
         "[restore] %s: %d of %d records in %.1fs, %d errors",
@@ -192,7 +191,9 @@ class _Run:
         self.report(self.state)
         beside = isinstance(self.file.source, (str, os.PathLike))
         rejects_path = options.rejects_path or (
-            default_rejects_path(self.summary.name) if beside else Path("rowvault-rejects.json")
+            default_rejects_path(self.summary.name)
+            if beside
+            else Path(tempfile.gettempdir()) / f"rowvault-rejects-{uuid.uuid4().hex}.json"
         )
         rejects = Rejects(Path(rejects_path), self.summary.metadata)
         conn = dialect.connect()
@@ -296,17 +297,15 @@ class _Run:
 
     def _create_tables(self, conn: Any) -> None:
         schema = _reflect(self.engine, self.dialect)
-        inline_fks = self.dialect.name == "sqlite"
         tables = [
             build_table(
-                tp.spec,
-                schema.metadata,
-                self.dialect.name,
-                source_dialect=self.summary.source_dialect,
-                with_foreign_keys=inline_fks,
+                tp.spec, schema.metadata, self.dialect.name, source_dialect=self.summary.source_dialect
             )
             for tp in self.plan.created
         ]
+        if self.dialect.name == "sqlite":  # SQLite's foreign keys are declared with the table
+            for tp, table in zip(self.plan.created, tables, strict=True):
+                link_foreign_keys(tp.spec, table, schema.metadata.tables)
         for table in tables:  # all built first: SQLite's foreign keys may point forward
             log.info("[restore] creating table %s", table.name)
             self.dialect.execute(conn, str(CreateTable(table).compile(dialect=self.engine.dialect)))
@@ -395,7 +394,7 @@ class _Run:
             self.dialect.execute(ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
         if self.dialect.name == "sqlite":
             return  # SQLite's foreign keys were declared with the table
-        constraint = foreign_key(tp.name, fk)
+        constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
         child.append_constraint(constraint)
         self.dialect.add_checked_foreign_key(
             ctx.conn, str(AddConstraint(constraint).compile(dialect=dialect))

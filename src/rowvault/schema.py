@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 from .codec import ColumnType, column_type
+from .typenames import vetted_type
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,9 @@ def spec_of(
 # -- creation ------------------------------------------------------------------------------
 
 
-class RawType(sa.types.UserDefinedType[Any]):
-    """A type written as its SQL name, for same-engine copies of types rowvault cannot map."""
+class VettedType(sa.types.UserDefinedType[Any]):
+    """A source type copied within one engine, spelled by `typenames` from its closed set of
+    known types (never the backup's own text)."""
 
     cache_ok = True
 
@@ -220,31 +222,16 @@ def _mysql_text(indexed: bool, length: int | None) -> TypeEngine[Any]:
     return mysql.VARCHAR(255) if indexed else mysql.LONGTEXT()
 
 
-_PLAIN_STRINGS = ("VARCHAR", "CHAR", "TEXT", "CHARACTER", "NVARCHAR", "NCHAR", "CLOB")
-
-
-def _same_engine_type(kind: str, sql: str, dialect: str) -> bool:
-    """Whether a column copied within one engine can keep its source type as written.
-
-    Integers keep SQLAlchemy's types (they carry SERIAL / AUTO_INCREMENT / rowid aliasing),
-    JSON keeps them for MariaDB's JSON check, and PostgreSQL text-like types are taken as
-    written only when they are not an enum or domain that the target may lack."""
-    if kind in ("integer", "json"):
-        return False
-    if dialect == "postgresql" and kind in ("string", "other"):
-        return sql.startswith(_PLAIN_STRINGS) or (kind == "other" and sql in _PG_BUILTIN_OTHER)
-    return True
-
-
-_PG_BUILTIN_OTHER = frozenset({"INET", "CIDR", "MACADDR", "MONEY", "TSVECTOR", "XML", "POINT"})
-
-
 def sa_type(ctype: ColumnType, dialect: str, *, indexed: bool, source_dialect: str | None) -> Any:
     """The SQLAlchemy type to create a column of `ctype` on `dialect` without losing data."""
     kind = ctype.kind
     sql = ctype.sql.upper()
-    if dialect == source_dialect and ctype.sql and _same_engine_type(kind, sql, dialect):
-        return RawType(ctype.sql)
+    if dialect == source_dialect and kind not in ("integer", "json"):
+        # Integers keep SQLAlchemy's types (they carry SERIAL / AUTO_INCREMENT / rowid
+        # aliasing), JSON keeps them for MariaDB's JSON check.
+        same = vetted_type(ctype.sql, dialect)
+        if same is not None:
+            return VettedType(same)
     if kind == "integer":
         if "BIG" in sql:
             return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -279,8 +266,6 @@ def sa_type(ctype: ColumnType, dialect: str, *, indexed: bool, source_dialect: s
         if dialect == "postgresql" and "JSONB" in sql:
             return postgresql.JSONB()
         return sa.JSON()
-    if kind in ("interval", "array", "other") and dialect == source_dialect and ctype.sql:
-        return RawType(ctype.sql)
     if kind == "interval":
         return sa.String(64)
     if kind == "array":
@@ -289,14 +274,10 @@ def sa_type(ctype: ColumnType, dialect: str, *, indexed: bool, source_dialect: s
 
 
 def build_table(
-    spec: TableSpec,
-    metadata: sa.MetaData,
-    dialect: str,
-    *,
-    source_dialect: str | None,
-    with_foreign_keys: bool,
+    spec: TableSpec, metadata: sa.MetaData, dialect: str, *, source_dialect: str | None
 ) -> sa.Table:
-    """A SQLAlchemy table for `spec`, without secondary indexes (they come after the data)."""
+    """A SQLAlchemy table for `spec`, without secondary indexes (they come after the data) and
+    without foreign keys (`link_foreign_keys` adds them once every table is built)."""
     keyed = {c for cols in (spec.primary_key, *spec.unique) for c in cols}
     keyed.update(c for fk in spec.foreign_keys for c in fk.columns)
     keyed.update(c for ix in spec.indexes for c in ix.columns)
@@ -317,15 +298,21 @@ def build_table(
     constraints: list[sa.Constraint] = [
         sa.UniqueConstraint(*cols, name=_name("uq", spec.name, cols)) for cols in spec.unique
     ]
-    if with_foreign_keys:
-        constraints += [foreign_key(spec.name, fk) for fk in spec.foreign_keys]
     return sa.Table(spec.name, metadata, *columns, *constraints)
 
 
-def foreign_key(table: str, fk: ForeignKeySpec) -> sa.ForeignKeyConstraint:
+def link_foreign_keys(spec: TableSpec, table: sa.Table, tables: Mapping[str, sa.Table]) -> None:
+    """Give `table` the foreign keys of `spec` whose parent is among `tables`."""
+    for fk in spec.foreign_keys:
+        if fk.ref_table in tables:
+            table.append_constraint(foreign_key(table.name, fk, tables[fk.ref_table]))
+
+
+def foreign_key(table: str, fk: ForeignKeySpec, parent: sa.Table) -> sa.ForeignKeyConstraint:
+    """Built from the parent's column objects: a name is never parsed as `schema.table.column`."""
     return sa.ForeignKeyConstraint(
         list(fk.columns),
-        [f"{fk.ref_table}.{c}" for c in fk.ref_columns],
+        [parent.c[c] for c in fk.ref_columns],
         name=_name("fk", table, fk.columns),
     )
 

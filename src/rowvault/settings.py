@@ -18,9 +18,14 @@ from .errors import OptionError
 class Settings(BaseSettings):
     """Every setting, its environment variable, default and meaning."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Only the names documented here are read: each field's alias, else ROWVAULT_<FIELD>. Never a
+    # bare field name (HOME, TOKEN, JOBS, WORKERS... belong to other programs), so no
+    # populate_by_name / validate_by_name; load_settings maps field names to aliases instead.
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="ROWVAULT_")
 
-    database_url: str = Field("", alias="DATABASE_URL", description="The database to back up and restore.")
+    database_url: str = Field(
+        "", alias="DATABASE_URL", description="The database to back up and restore.", repr=False
+    )
     restore_batch_size: int | None = Field(
         None, alias="RESTORE_BATCH_SIZE", ge=1, description="Records per batch; unset: adaptive."
     )
@@ -40,12 +45,28 @@ class Settings(BaseSettings):
         None,
         alias="ROWVAULT_STATE_URL",
         description="Job state store; default: SQLite in ROWVAULT_HOME.",
+        repr=False,  # may carry a password
     )
     token: SecretStr | None = Field(
         None, alias="ROWVAULT_TOKEN", description="Bearer token every API route but /healthz needs."
     )
     max_upload_mb: int = Field(
         4096, alias="ROWVAULT_MAX_UPLOAD_MB", ge=1, description="Largest upload accepted (MB)."
+    )
+    max_expanded_mb: int = Field(
+        65536,
+        alias="ROWVAULT_MAX_EXPANDED_MB",
+        ge=1,
+        description="Largest decompressed size of a gzip upload (MB); past it, refused as a bomb.",
+    )
+    max_ratio: float = Field(
+        200,
+        alias="ROWVAULT_MAX_RATIO",
+        ge=1,
+        description=(
+            "Largest decompressed/compressed ratio of a gzip upload, judged past its first 64 MiB "
+            "of output; past it, refused as a compression bomb."
+        ),
     )
     workers: int = Field(1, alias="ROWVAULT_WORKERS", ge=1, description="Jobs run at the same time.")
     jobs: Literal["process", "thread", "celery"] = Field(
@@ -60,6 +81,15 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         alias="ROWVAULT_BROKER_URL",
         description="The Celery broker, when ROWVAULT_JOBS=celery.",
+        repr=False,
+    )
+    allowed_hosts: str | None = Field(
+        None,
+        alias="ROWVAULT_ALLOWED_HOSTS",
+        description=(
+            "Host names the server answers to, comma-separated (name, name:port, *.domain, *); "
+            "default: 127.0.0.1, localhost, ::1 and --host, on the port served."
+        ),
     )
 
     @property
@@ -82,15 +112,28 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (CLI options) on top."""
-    given = {k: v for k, v in overrides.items() if v is not None}
+    """Settings from the environment, with explicit overrides (CLI options) on top, named by
+    field (`home=...`) or by variable (`ROWVAULT_HOME=...`); an unknown name is an error."""
+    given = {_input_name(k): v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = error["loc"][0] if error["loc"] else "?"
-            info = Settings.model_fields.get(str(field))
-            name = info.alias if info and info.alias else str(field)
-            problems.append(f"{name}: {error['msg']}")
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{_env_name(field)}: {error['msg']}")
         raise OptionError("bad setting: " + "; ".join(problems)) from None
+
+
+def _input_name(name: str) -> str:
+    """What Settings takes for `name`, a field name or its variable: the alias if it has one."""
+    info = Settings.model_fields.get(name)
+    return info.alias if info is not None and info.alias else name
+
+
+def _env_name(name: str) -> str:
+    """The environment variable of a field (named by field name or alias), for messages."""
+    info = Settings.model_fields.get(name)
+    if info is None:
+        return name
+    return info.alias or f"{Settings.model_config.get('env_prefix', '')}{name}".upper()

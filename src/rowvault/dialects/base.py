@@ -5,6 +5,12 @@ built with SQLAlchemy Core, compiled once per table with a positional paramstyle
 `executemany` on the raw connection in autocommit mode with explicit transaction statements
 (so a batch is exactly one transaction, and a dry run is one rolled-back transaction with a
 savepoint per batch).
+
+SQL text, one rule: rowvault's statements are text in the driver's paramstyle, as SQLAlchemy
+compiles them and `quote` quotes - which on PostgreSQL and MySQL doubles every `%` of a name
+(`pct%s` is `"pct%%s"`). A driver undoes that only when it is given parameters, so a statement
+run without them goes through `execute` (or `plain`), which undoes it once. Text handed back
+to SQLAlchemy (`literal_column`) or sent as a value is `plain`: SQLAlchemy escapes it itself.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ class Dialect:
         positional.positional = True
         self._positional = positional
         self.quote = engine.dialect.identifier_preparer.quote
+        self._escapes_percent = self.quote("%") != self.quote("%").replace("%%", "%")
 
     # -- connections and transactions ------------------------------------------------------
 
@@ -105,10 +112,15 @@ class Dialect:
     def prepare(self, conn: Any) -> None:
         raise NotImplementedError
 
+    def plain(self, sql: str) -> str:
+        """`sql` as the server must read it when no parameters go with it (see the module
+        docstring): the `%` that the paramstyle escapes, unescaped once."""
+        return sql.replace("%%", "%") if self._escapes_percent else sql
+
     def execute(self, conn: Any, sql: str, params: Sequence[Any] | None = None) -> Any:
         cur = conn.cursor()
         if params is None:
-            cur.execute(sql)
+            cur.execute(self.plain(sql))
         else:
             cur.execute(sql, params)
         return cur
@@ -310,7 +322,7 @@ class Dialect:
 
     def stream(self, conn: Any, sql: str, batch: int) -> Iterator[list[Row]]:
         cur = conn.cursor()
-        cur.execute(sql)
+        cur.execute(self.plain(sql))
         while rows := cur.fetchmany(batch):
             yield rows
 

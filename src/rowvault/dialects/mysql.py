@@ -16,6 +16,7 @@ from sqlalchemy.dialects import mysql
 
 from ..codec import ColumnType, Kind
 from .base import Dialect, Mode, Outcome, Row, Target
+from .mysql_connection import GuardedConnection
 from .mysql_load import LoadPath
 
 log = logging.getLogger("rowvault")
@@ -64,8 +65,8 @@ class MySQLDialect(Dialect):
     def prepare(self, conn: Any) -> None:
         self._found_rows = bool(conn.client_flag & CLIENT.FOUND_ROWS)
         self._close_load()
-        if conn.client_flag & CLIENT.LOCAL_FILES:  # open_database asks for it
-            conn._local_infile = False  # only rowvault's own LOAD statements may send a file
+        conn._local_infile = False  # PyMySQL's own transfer sends any file the server names
+        if isinstance(conn, GuardedConnection) and conn.offers_local_files:  # engines rowvault made
             self._load = LoadPath(self.quote, conn.escape)
         conn.autocommit(True)
         cur = conn.cursor()
@@ -112,10 +113,9 @@ class MySQLDialect(Dialect):
         if not load.spool(target, rows):
             return False
         self.savepoint(conn, _LOAD_SAVEPOINT)
-        cur = conn.cursor()
-        conn._local_infile = True
         try:
-            cur.execute(load.statement(target))
+            with conn.sending(load.path):
+                cur = self.execute(conn, load.statement(target))
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else None
             if code not in _LOCAL_REFUSED and not self.is_record_error(exc):
@@ -125,8 +125,6 @@ class MySQLDialect(Dialect):
                 load.available = False
                 log.info("[restore] LOAD DATA LOCAL is not allowed here (%s); using INSERT", exc.args[-1])
             return False
-        finally:
-            conn._local_infile = False
         if cur.rowcount == len(rows) and not cur.warning_count:
             self.release_savepoint(conn, _LOAD_SAVEPOINT)
             return True
@@ -182,12 +180,18 @@ class MySQLDialect(Dialect):
         two rows - an error (reported as a unique conflict) instead of silently merging two
         different records. (NULL would not do: MySQL turns it into 0 for AUTO_INCREMENT.)"""
         table, first = target.table, target.key[0]
-        same_key = sa.and_(*(table.c[k].is_not_distinct_from(stmt.inserted[k]) for k in target.key))
-        ref = f"{self.quote(table.name)}.{self.quote(first)}"
+        same_key = sa.and_(*(table.c[k].is_not_distinct_from(self._new(table, k)) for k in target.key))
+        ref = self.plain(f"{self.quote(table.name)}.{self.quote(first)}")  # SQLAlchemy escapes it
         # Two rows of the key column itself: an error, and of the key's type (MariaDB checks).
         fail: Any = sa.literal_column(f"(SELECT {ref} UNION ALL SELECT {ref})")
         guard = (first, sa.case((same_key, table.c[first]), else_=fail))
-        return stmt.on_duplicate_key_update([guard, *((c, stmt.inserted[c]) for c in columns)])
+        return stmt.on_duplicate_key_update([guard, *((c, self._new(table, c)) for c in columns)])
+
+    def _new(self, table: sa.Table, column: str) -> Any:
+        """The value the row came with, `VALUES(column)`: SQLAlchemy's `stmt.inserted` escapes a
+        `%` in the name twice (it quotes the name, then escapes it again as literal text)."""
+        text = self.plain(f"VALUES({self.quote(column)})")
+        return sa.literal_column(text, type_=table.c[column].type)
 
     def upsert_sql(self, target: Target) -> str:
         if "upsert" not in target.statements:
@@ -247,7 +251,7 @@ class MySQLDialect(Dialect):
 
     def stream(self, conn: Any, sql: str, batch: int) -> Any:
         cur = conn.cursor(pymysql.cursors.SSCursor)
-        cur.execute(sql)
+        cur.execute(self.plain(sql))
         try:
             while rows := cur.fetchmany(batch):
                 yield rows

@@ -97,9 +97,11 @@ class LoadPath:
                     sets.append(f"{self.quote(column)} = UNHEX(@v{i})")
                 else:
                     names.append(self.quote(column))
+            # Escaped like the names (`%` doubled): it is run as a statement without parameters.
+            path = self.literal(self.path).replace("%", "%%")
             # Hex literals: the same whatever NO_BACKSLASH_ESCAPES says.
             sql = (
-                f"LOAD DATA LOCAL INFILE {self.literal(self.path)} INTO TABLE {self.quote(target.name)} "
+                f"LOAD DATA LOCAL INFILE {path} INTO TABLE {self.quote(target.name)} "
                 "CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'22' "
                 f"ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({', '.join(names)})"
             )

@@ -67,21 +67,23 @@ class PostgreSQLDialect(Dialect):
         cols = ", ".join(self.quote(c) for c in target.columns)
         if not target.key and not fresh:
             seen = self._seen(target)
-            conn.execute(f"DROP TABLE IF EXISTS pg_temp.{seen}")
-            conn.execute(
+            self.execute(conn, f"DROP TABLE IF EXISTS pg_temp.{seen}")
+            self.execute(
+                conn,
                 f"CREATE TEMP TABLE {seen} AS SELECT {self._row_hash('t', target)} AS h "
-                f"FROM {self.qualified(target.table)} t"
+                f"FROM {self.qualified(target.table)} t",
             )
-            conn.execute(f"CREATE INDEX ON {seen} (h)")
+            self.execute(conn, f"CREATE INDEX ON {seen} (h)")
         stage = self.stage_name(target)
-        conn.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
-        conn.execute(
-            f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {self.qualified(target.table)} WITH NO DATA"
+        self.execute(conn, f"DROP TABLE IF EXISTS pg_temp.{stage}")
+        self.execute(
+            conn,
+            f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM {self.qualified(target.table)} WITH NO DATA",
         )
 
     def _copy(self, conn: Any, into: str, target: Target, rows: Sequence[Row]) -> None:
         cols = ", ".join(self.quote(c) for c in target.columns)
-        with conn.cursor() as cur, cur.copy(f"COPY {into} ({cols}) FROM STDIN") as copy:
+        with conn.cursor() as cur, cur.copy(self.plain(f"COPY {into} ({cols}) FROM STDIN")) as copy:
             write = copy.write_row
             for row in rows:
                 write(row)
@@ -91,15 +93,15 @@ class PostgreSQLDialect(Dialect):
             self._copy(conn, self.qualified(target.table), target, rows)
             return Outcome(created=len(rows))
         stage = self.stage_name(target)
-        conn.execute(f"TRUNCATE {stage}")
+        self.execute(conn, f"TRUNCATE {stage}")
         self._copy(conn, stage, target, rows)
         if not target.key:
-            created = conn.execute(self._merge_missing(target)).rowcount
+            created = self.execute(conn, self._merge_missing(target)).rowcount
             return Outcome(created=created, unchanged=len(rows) - created)
         if mode == "skip":
-            created = conn.execute(self._merge(target, update=False)).rowcount
+            created = self.execute(conn, self._merge(target, update=False)).rowcount
             return Outcome(created=created, unchanged=len(rows) - created)
-        created, touched = conn.execute(self._merge(target, update=True)).fetchone()
+        created, touched = self.execute(conn, self._merge(target, update=True)).fetchone()
         return Outcome(created=created, updated=touched - created, unchanged=len(rows) - touched)
 
     def _merge(self, target: Target, *, update: bool) -> str:
@@ -140,7 +142,7 @@ class PostgreSQLDialect(Dialect):
 
     def finish_table(self, conn: Any, target: Target, *, fresh: bool, in_transaction: bool) -> None:
         if not target.key and not fresh:
-            conn.execute(f"DROP TABLE IF EXISTS pg_temp.{self._seen(target)}")
+            self.execute(conn, f"DROP TABLE IF EXISTS pg_temp.{self._seen(target)}")
 
     def _merge_missing(self, target: Target) -> str:
         """Insert the stage rows whose hash is not among the table's; remember the new ones."""
@@ -164,14 +166,16 @@ class PostgreSQLDialect(Dialect):
             for column in table.columns:
                 if not isinstance(column.type, sa.Integer):
                     continue
-                seq = conn.execute(
+                seq = self.execute(
+                    conn,
                     "SELECT pg_get_serial_sequence(%s, %s)",
-                    [self.qualified(table), column.name],
+                    [self.plain(self.qualified(table)), column.name],  # values: plain names
                 ).fetchone()[0]
                 if seq is None:
                     continue
                 col = self.quote(column.name)
-                conn.execute(
+                self.execute(
+                    conn,
                     f"SELECT setval(%s, m) FROM (SELECT max({col}) AS m "
                     f"FROM {self.qualified(table)}) x "
                     "WHERE m IS NOT NULL AND m > COALESCE(pg_sequence_last_value(%s::regclass), 0)",
@@ -181,6 +185,6 @@ class PostgreSQLDialect(Dialect):
     def stream(self, conn: Any, sql: str, batch: int) -> Any:
         with conn.cursor(name="rowvault_backup") as cur:
             cur.itersize = batch
-            cur.execute(sql)
+            cur.execute(self.plain(sql))
             while rows := cur.fetchmany(batch):
                 yield rows

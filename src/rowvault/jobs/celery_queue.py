@@ -70,7 +70,17 @@ def send(app: Celery, job_id: str, target_key: str) -> None:
 
 
 def _safe(app: Celery) -> str:
-    return str(maybe_sanitize_url(app.conf.broker_url))  # the password masked
+    return masked_broker_url(str(app.conf.broker_url))
+
+
+def masked_broker_url(url: str) -> str:
+    """The broker URL with its password hidden, by kombu's sanitizer - also for a list of
+    URLs joined by ';' (failover, Sentinel), which the sanitizer alone cannot read."""
+    try:
+        return ";".join(str(maybe_sanitize_url(part)) for part in url.split(";"))
+    except ValueError:
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep else "***"
 
 
 # -- in the worker ---------------------------------------------------------------------------
@@ -85,7 +95,7 @@ def _worker_runner() -> JobRunner:
     if _runner is None:
         if _settings is None:
             raise RowvaultError("this process was not started by `rowvault worker --celery`")
-        _runner = new_runner(_settings)
+        _runner = new_runner(_settings, freeze_heap=True)  # a worker process of rowvault's own
     return _runner
 
 
@@ -114,7 +124,12 @@ def work(settings: Any) -> None:
     probe.close()
     probe.store.close()
     app = make_app(settings.broker_url)
-    log.info("[worker] Celery worker for %s on queue %s", target, queue)
+    log.info(
+        "[worker] Celery worker for %s on queue %s of %s",
+        target,
+        queue,
+        masked_broker_url(settings.broker_url),
+    )
     app.worker_main(
         ["worker", "--queues", queue, "--concurrency", str(settings.workers), "--loglevel", "INFO"]
     )

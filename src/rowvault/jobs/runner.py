@@ -12,7 +12,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,12 @@ import orjson
 from ..database import DatabaseLike, open_database
 from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationError
 from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
+from ..heap import frozen_heap
 from ..options import RestoreOptions
 from ..progress import Progress, ProgressCallback
 from ..reader import FileSummary
 from ..restore import Resume, restore
+from ..results import RestoreResult
 from .model import Job, TransitionError, new_job_id, this_process
 from .snapshot import empty_tables, take_snapshot
 from .store import StateStore
@@ -144,8 +148,12 @@ class JobRunner:
         workers: int = 2,
         batch_size: int | None = None,
         batch_delay_ms: int = 0,
+        freeze_heap: bool = False,
     ) -> None:
+        """`freeze_heap`: keep the collector off the objects that existed before each job
+        (see `heap`) - for a process of rowvault's own, never inside a host application."""
         self.store = store
+        self.freeze_heap = freeze_heap
         self.database = open_database(database)
         self.target = self.database.display_url
         self.key = target_key(self.target)
@@ -167,6 +175,13 @@ class JobRunner:
         for event in list(self._running.values()):
             event.set()
 
+    def request_stop(self, job_id: str) -> None:
+        """Ask a job running in this process to stop after its current batch (it ends
+        `cancelled`). Safe from a signal handler: it only sets an event."""
+        event = self._running.get(job_id)
+        if event is not None:
+            event.set()
+
     def close(self) -> None:
         self.stop()
         self._pool.shutdown(wait=True)
@@ -175,7 +190,9 @@ class JobRunner:
     # -- creating --------------------------------------------------------------------------
 
     def create_restore(self, source: Path, options: dict[str, Any], *, job_id: str | None = None) -> Job:
-        """Record a queued restore job and take the database's lock (Busy if it is taken)."""
+        """Record a queued restore job and take the database's lock (Busy if it is taken).
+        The HTTP service takes the lock for `job_id` before it receives the upload: a lock
+        already held by `job_id` is the job's own, and taking it again keeps it."""
         job = Job(
             id=job_id or new_job_id(),
             kind="restore",
@@ -256,18 +273,8 @@ class JobRunner:
             reporter.flush()
         if job.options.get("emptyTables"):  # undo: the tables the undone restore created
             empty_tables(engine, list(job.options["emptyTables"]))
-        result = restore(
-            engine,
-            Path(str(job.source)),
-            options=options,
-            progress=reporter.progress,
-            should_stop=should_stop,
-            on_checkpoint=reporter.checkpoint,
-            on_error=reporter.error,
-            on_created=reporter.tables_created,
-            resume=Resume(reporter.done, reporter.created) if reporter.done else None,
-            summary=summary,
-        )
+        with frozen_heap() if self.freeze_heap else nullcontext():
+            result = self._run_restore(job, reporter, should_stop, summary, options)
         reporter.flush()
         log.info(
             "[restore] job %s: %d records in %.1fs, %d created, %d updated, %d unchanged, %d errors; "
@@ -291,6 +298,27 @@ class JobRunner:
         self.store.save(job)
         if job.source and Path(job.source).parent == self.home / "uploads":
             Path(job.source).unlink(missing_ok=True)  # done: nothing left to resume
+
+    def _run_restore(
+        self,
+        job: Job,
+        reporter: _Reporter,
+        should_stop: Callable[[], bool],
+        summary: FileSummary | None,
+        options: RestoreOptions,
+    ) -> RestoreResult:
+        return restore(
+            self.database.engine,
+            Path(str(job.source)),
+            options=options,
+            progress=reporter.progress,
+            should_stop=should_stop,
+            on_checkpoint=reporter.checkpoint,
+            on_error=reporter.error,
+            on_created=reporter.tables_created,
+            resume=Resume(reporter.done, reporter.created) if reporter.done else None,
+            summary=summary,
+        )
 
     def _saved_summary(self, job: Job) -> FileSummary | None:
         """The validation pass the API ran before queueing the job, if it left one."""
@@ -465,7 +493,9 @@ def _gone(owner: str) -> bool:
     return state == "Z"
 
 
-def new_runner(settings: Any, database: DatabaseLike | None = None) -> JobRunner:
+def new_runner(
+    settings: Any, database: DatabaseLike | None = None, *, freeze_heap: bool = False
+) -> JobRunner:
     Path(settings.home).mkdir(parents=True, exist_ok=True)
     store = StateStore(settings.state_database)
     return JobRunner(
@@ -475,4 +505,5 @@ def new_runner(settings: Any, database: DatabaseLike | None = None) -> JobRunner
         workers=settings.workers,
         batch_size=settings.restore_batch_size,
         batch_delay_ms=settings.restore_batch_delay_ms,
+        freeze_heap=freeze_heap,
     )

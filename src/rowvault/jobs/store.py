@@ -8,17 +8,23 @@ For several machines: PostgreSQL (ROWVAULT_STATE_URL).
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..database import normalize_url
+from ..errors import DatabaseError
 from .model import Job
 
+log = logging.getLogger("rowvault.jobs")
 metadata = sa.MetaData()
 jobs = sa.Table(
     "rowvault_jobs",
@@ -50,6 +56,11 @@ job_errors = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("message", sa.Text, nullable=False),
 )
+RECEIVING_REFRESH_EVERY = 5.0
+"""How often the holder of a job-less lock (an upload being received) refreshes it (s)."""
+RECEIVING_STALE_AFTER = 60.0
+"""A job-less lock not refreshed for this long (s) is taken over: its process is gone. Twelve
+refreshes missed, so a busy state store never loses a live upload its lock."""
 locks = sa.Table(
     "rowvault_locks",
     metadata,
@@ -72,13 +83,41 @@ def _row_to_job(row: Any) -> Job:
     return Job(**data)
 
 
+def masked_url(url: str) -> str:
+    """A SQL URL with its password hidden: what messages, logs and job records may show.
+
+    One that does not parse is shown as its scheme only (its password may be anywhere in it)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep else "***"
+
+
+def _scrubbed(message: str, url: str) -> str:
+    """`message` without the URL's password, should a driver ever quote it."""
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        return message
+    return message.replace(password, "***") if password else message
+
+
 class StateStore:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
-        self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        self.display_url = masked_url(self.url)
+        try:
+            self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise DatabaseError(
+                f"the job state store cannot be used: {_scrubbed(reason, self.url)}",
+                url=self.display_url,
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,18 +236,23 @@ class StateStore:
 
     def try_lock(self, target_key: str, job_id: str, *, stale_after: float) -> str | None:
         """Take the target's lock for `job_id`; return the holder's job id if it is taken.
+        Taking it again for the same `job_id` refreshes it.
 
-        A lock whose job has finished, or whose heartbeat stopped, is taken over."""
+        A lock whose job has finished, or whose heartbeat stopped, is taken over. A lock with
+        no job (yet) belongs to an upload being received and checked: it holds while its
+        holder refreshes it (`keep_fresh`), and is taken over only when that has stopped for
+        RECEIVING_STALE_AFTER seconds (its process is gone)."""
         now = time.time()
         with self.engine.begin() as conn:
             held = conn.execute(sa.select(locks).where(locks.c.target_key == target_key)).first()
             if held is not None:
                 holder = conn.execute(sa.select(jobs).where(jobs.c.id == held.job_id)).first()
-                alive = (
-                    holder is not None
-                    and holder.status in ("queued", "running")
-                    and (holder.status == "queued" or (holder.heartbeat_at or 0) > now - stale_after)
-                )
+                if holder is None:
+                    alive = held.acquired_at > now - RECEIVING_STALE_AFTER
+                else:
+                    alive = holder.status in ("queued", "running") and (
+                        holder.status == "queued" or (holder.heartbeat_at or 0) > now - stale_after
+                    )
                 if alive and held.job_id != job_id:
                     return str(held.job_id)
                 conn.execute(locks.delete().where(locks.c.target_key == target_key))
@@ -224,6 +268,35 @@ class StateStore:
     def unlock(self, target_key: str, job_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(locks.delete().where(locks.c.target_key == target_key, locks.c.job_id == job_id))
+
+    def touch_lock(self, target_key: str, job_id: str) -> bool:
+        """Refresh the lock `job_id` holds (its `acquired_at`); False if it holds none."""
+        with self.engine.begin() as conn:
+            touched = conn.execute(
+                locks.update()
+                .where(locks.c.target_key == target_key, locks.c.job_id == job_id)
+                .values(acquired_at=time.time())
+            )
+        return touched.rowcount == 1
+
+    @contextmanager
+    def keep_fresh(self, target_key: str, job_id: str) -> Iterator[None]:
+        """Refresh the job-less lock of `job_id` on a thread while the block runs (an upload
+        being received and checked), so that no other request takes it over meanwhile."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(RECEIVING_REFRESH_EVERY):
+                try:
+                    self.touch_lock(target_key, job_id)
+                except Exception:
+                    log.exception("refreshing the lock of upload %s failed", job_id)
+
+        threading.Thread(target=beat, name="rowvault-upload-lock", daemon=True).start()
+        try:
+            yield
+        finally:
+            stop.set()  # not joined: a last refresh of a released lock changes nothing
 
     def lock_holder(self, target_key: str) -> str | None:
         with self.engine.connect() as conn:

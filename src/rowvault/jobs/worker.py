@@ -42,7 +42,7 @@ def work(settings: Any, *, stop: threading.Event | None = None) -> None:
     child = os.environ.get(CHILD_FLAG) == "1"
     if child:
         threading.Thread(target=_listen, args=(sys.stdin.fileno(), wake, stop), daemon=True).start()
-    runner = new_runner(settings)
+    runner = new_runner(settings, freeze_heap=True)  # a process of rowvault's own
     _stop_on_sigterm(runner, stop)
     owner = this_process()
     log.info("[worker] %s ready for %s", owner, runner.target)

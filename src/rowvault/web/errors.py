@@ -28,6 +28,7 @@ log = logging.getLogger("rowvault.web")
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",

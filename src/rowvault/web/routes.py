@@ -26,6 +26,7 @@ from ..jobs import Job, JobRunner
 from ..jobs.model import new_job_id
 from ..jobs.runner import STALE_AFTER_SECONDS
 from ..jobs.worker import WorkerPool
+from ..limits import ReadLimits
 from ..matching import normalize
 from ..options import MODES, BackupOptions, RestoreOptions
 from ..reader import BackupFile, FileSummary
@@ -227,41 +228,25 @@ def build_router(service: Service) -> APIRouter:
         multipart field `file`. Answers 202 `{"progressId"}` at once, or with `wait=true`
         the result when the restore has finished."""
         runner = service.runner
-        holder = runner.store.lock_holder(runner.key)
-        if holder is not None and _busy(runner, holder):
-            return _busy_response(holder)
         job_id = new_job_id()
-        upload = await uploads.receive(
-            request,
-            service.settings.uploads / f"{job_id}.upload",
-            service.settings.max_upload_mb << 20,
+        holder = await run_in_threadpool(
+            runner.store.try_lock, runner.key, job_id, stale_after=STALE_AFTER_SECONDS
         )
+        if holder is not None:  # answered before the body is read: nothing received, nothing recorded
+            return _busy_response(holder)
+        query = {
+            "batchSize": batchSize,
+            "mode": mode,
+            "dryRun": dryRun,
+            "skipUnknown": skipUnknown,
+            "confirm": confirm,
+            "snapshot": snapshot,
+        }
         try:
-            query = {
-                "batchSize": batchSize,
-                "mode": mode,
-                "dryRun": dryRun,
-                "skipUnknown": skipUnknown,
-                "confirm": confirm,
-                "snapshot": snapshot,
-            }
-            options = _restore_options(
-                {**upload.options, **{k: v for k, v in query.items() if v is not None}}
-            )
-            if upload.filename != "upload":
-                options["fileName"] = upload.filename
-            summary = await run_in_threadpool(BackupFile(upload.path, name=upload.filename).scan)
-            check = RestoreOptions(
-                mode=options.get("mode", "upsert"),
-                dry_run=True,
-                skip_unknown=options.get("skipUnknown", False),
-            )
-            await run_in_threadpool(
-                validate, runner.database.engine, upload.path, options=check, summary=summary
-            )
-            job = runner.create_restore(upload.path, options, job_id=job_id)
-        except BaseException:
-            upload.path.unlink(missing_ok=True)
+            with runner.store.keep_fresh(runner.key, job_id):
+                job, summary = await _receive_restore(service, request, job_id, query)
+        except BaseException:  # bad upload, does not fit, client gone, cancelled: free the database
+            runner.store.unlock(runner.key, job_id)
             raise
         future = service.submit(job, summary)
         if wait:
@@ -426,11 +411,41 @@ def _has_snapshot(job: Job) -> bool:
     return not snapshot.get("tables") or Path(snapshot["path"]).exists()
 
 
-def _busy(runner: JobRunner, holder: str) -> bool:
-    job = runner.store.get(holder)
-    if job is None or job.finished:
-        return False
-    return job.status == "queued" or (job.heartbeat_at or 0) > time.time() - STALE_AFTER_SECONDS
+async def _receive_restore(
+    service: Service, request: Request, job_id: str, query: dict[str, str | None]
+) -> tuple[Job, FileSummary]:
+    """Receive, scan and check the upload of job `job_id` (whose lock the caller holds), then
+    record the job; the upload file is removed if any of it fails."""
+    runner = service.runner
+    limits = read_limits(service.settings)
+    upload = await uploads.receive(
+        request,
+        service.settings.uploads / f"{job_id}.upload",
+        service.settings.max_upload_mb << 20,
+        limits=limits,
+    )
+    try:
+        options = _restore_options({**upload.options, **{k: v for k, v in query.items() if v is not None}})
+        if upload.filename != "upload":
+            options["fileName"] = upload.filename
+        file = BackupFile(upload.path, name=upload.filename, limits=limits)
+        summary = await run_in_threadpool(file.scan)
+        check = RestoreOptions(
+            mode=options.get("mode", "upsert"),
+            dry_run=True,
+            skip_unknown=options.get("skipUnknown", False),
+        )
+        await run_in_threadpool(validate, runner.database.engine, upload.path, options=check, summary=summary)
+        return runner.create_restore(upload.path, options, job_id=job_id), summary
+    except BaseException:
+        upload.path.unlink(missing_ok=True)
+        raise
+
+
+def read_limits(settings: Settings) -> ReadLimits:
+    """What scanning an upload may cost: the engine's line cap, and the settings' caps on
+    decompression (ROWVAULT_MAX_EXPANDED_MB, ROWVAULT_MAX_RATIO)."""
+    return ReadLimits(max_expanded_bytes=settings.max_expanded_mb << 20, max_ratio=settings.max_ratio)
 
 
 def _busy_response(holder: str) -> JSONResponse:

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import ijson
 from fastapi import HTTPException, Request
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
 from ..fileformat import open_stream
+from ..jsonlayout import find_key
+from ..limits import ReadLimits
 
 CHUNK_LOG_EVERY = 64 << 20
 MAX_FIELD_BYTES = 64 << 10
@@ -44,8 +45,11 @@ class _Limit:
             )
 
 
-async def receive(request: Request, dest: Path, max_bytes: int) -> Upload:
-    """Stream the request body into `dest`; 413 past `max_bytes`, 400 for an empty body."""
+async def receive(
+    request: Request, dest: Path, max_bytes: int, *, limits: ReadLimits | None = None
+) -> Upload:
+    """Stream the request body into `dest`; 413 past `max_bytes`, 400 for an empty body.
+    `limits` bound the reading of a body's options, as they bound its scan."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + (1 << 20):
         raise HTTPException(
@@ -75,7 +79,7 @@ async def receive(request: Request, dest: Path, max_bytes: int) -> Upload:
         dest.unlink(missing_ok=True)
         raise HTTPException(status_code=400, detail="the request has no backup in it (empty body)")
     if not options and content_type in (b"application/json", b"", b"text/plain"):
-        options = read_body_options(dest)
+        options = read_body_options(dest, limits=limits)
     return Upload(dest, size, options, filename)
 
 
@@ -149,18 +153,18 @@ async def _multipart(
     return fields
 
 
-def read_body_options(path: Path) -> dict[str, Any]:
+def read_body_options(path: Path, *, limits: ReadLimits | None = None) -> dict[str, Any]:
     """The `"options"` of a `{"backupData": ..., "options": ...}` body, if it is one."""
+    limits = limits or ReadLimits()
     try:
-        stream, _ = open_stream(path)
+        stream, _ = open_stream(path, limits=limits)
         with stream:
             head = stream.read(4096).lstrip()
         if not head.startswith(b"{") or b'"backupData"' not in head:
             return {}
-        stream, _ = open_stream(path)
+        stream, _ = open_stream(path, limits=limits)
         with stream:
-            for options in ijson.items(stream, "options"):
-                return dict(options) if isinstance(options, dict) else {}
-    except Exception:  # a malformed body is reported by the validation pass, not here
+            options = find_key(stream, path.name, "options", max_value=limits.max_line_bytes)
+    except Exception:  # a malformed body (or a bomb) is reported by the validation pass, not here
         return {}
-    return {}
+    return dict(options) if isinstance(options, dict) else {}

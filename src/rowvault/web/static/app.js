@@ -117,9 +117,13 @@ function storedToken() {
   }
 }
 
-function authHeaders() {
+/**
+ * Headers of every API call: the token, and X-Rowvault, without which the server refuses a
+ * POST (another site cannot send a custom header without a CORS preflight; see web/security.py).
+ */
+function apiHeaders() {
   const token = storedToken();
-  return token ? { Authorization: `Bearer ${token}` } : {};
+  return { "X-Rowvault": "1", ...(token ? { Authorization: `Bearer ${token}` } : {}) };
 }
 
 /** Show the token form; every caller that got a 401 meanwhile waits for the same answer. */
@@ -179,7 +183,7 @@ async function readError(response) {
 async function request(path, options = {}) {
   let rejected = false;
   for (;;) {
-    const headers = { ...(options.headers || {}), ...authHeaders() };
+    const headers = { ...(options.headers || {}), ...apiHeaders() };
     const response = await fetch(path, { ...options, headers });
     if (response.status !== 401) return response;
     await askToken(rejected && storedToken() !== null);
@@ -218,7 +222,7 @@ function sendUpload(form, onProgress, onSent) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/backup");
-    for (const [key, value] of Object.entries(authHeaders())) xhr.setRequestHeader(key, value);
+    for (const [key, value] of Object.entries(apiHeaders())) xhr.setRequestHeader(key, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
