@@ -353,6 +353,37 @@ def test_a_lock_without_a_job_holds_while_it_is_fresh(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_of_six_requests_taking_a_free_lock_one_wins_and_five_are_told_who(
+    kind: str, make_db: Callable[[str], str]
+) -> None:
+    store = StateStore(make_db(kind))
+    outcomes: list[str | None] = []
+    failures: list[BaseException] = []
+    try:
+        for round_ in range(10):
+            start = threading.Barrier(6)
+
+            def take(job_id: str, target: str = f"db{round_}", start: threading.Barrier = start) -> None:
+                start.wait()
+                try:
+                    outcomes.append(store.try_lock(target, job_id, stale_after=15))
+                except Exception as exc:  # PostgreSQL, before: the transaction was aborted
+                    failures.append(exc)
+
+            takers = [threading.Thread(target=take, args=(f"job{i}",)) for i in range(6)]
+            for taker in takers:
+                taker.start()
+            for taker in takers:
+                taker.join()
+    finally:
+        store.close()
+
+    assert failures == []
+    assert outcomes.count(None) == 10
+    assert all(holder is None or holder.startswith("job") for holder in outcomes)
+
+
 def busy_answers(server: Server, body: bytes, count: int = 5) -> list[tuple[httpx.Response, float]]:
     """`count` uploads at the same time, each with the seconds it took to be answered."""
 

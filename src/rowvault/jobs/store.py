@@ -242,6 +242,15 @@ class StateStore:
         no job (yet) belongs to an upload being received and checked: it holds while its
         holder refreshes it (`keep_fresh`), and is taken over only when that has stopped for
         RECEIVING_STALE_AFTER seconds (its process is gone)."""
+        while True:
+            try:
+                return self._try_lock_once(target_key, job_id, stale_after)
+            except sa.exc.IntegrityError:  # another process took it between our statements
+                holder = self.lock_holder(target_key)  # read anew: PostgreSQL aborted that transaction
+                if holder is not None:
+                    return holder
+
+    def _try_lock_once(self, target_key: str, job_id: str, stale_after: float) -> str | None:
         now = time.time()
         with self.engine.begin() as conn:
             held = conn.execute(sa.select(locks).where(locks.c.target_key == target_key)).first()
@@ -255,14 +264,10 @@ class StateStore:
                     )
                 if alive and held.job_id != job_id:
                     return str(held.job_id)
-                conn.execute(locks.delete().where(locks.c.target_key == target_key))
-            try:
-                conn.execute(locks.insert().values(target_key=target_key, job_id=job_id, acquired_at=now))
-            except sa.exc.IntegrityError:  # another process took it between our two statements
-                other = conn.execute(
-                    sa.select(locks.c.job_id).where(locks.c.target_key == target_key)
-                ).scalar()
-                return str(other)
+                conn.execute(  # only the lock judged stale, not one taken over meanwhile
+                    locks.delete().where(locks.c.target_key == target_key, locks.c.job_id == held.job_id)
+                )
+            conn.execute(locks.insert().values(target_key=target_key, job_id=job_id, acquired_at=now))
         return None
 
     def unlock(self, target_key: str, job_id: str) -> None:
