@@ -62,12 +62,51 @@ def test_ctrl_c_cancels_the_job_after_the_current_batch(backup_file: Path, tmp_p
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1, output
     assert "KeyboardInterrupt" not in output and "Traceback" not in output
-    listed = json.loads(cli("jobs", "--json", home=home).stdout)
-    job = listed["jobs"][0] if isinstance(listed, dict) else listed[0]
+    job = json.loads(cli("jobs", "--json", home=home).stdout)[0]
     assert job["status"] == "cancelled", job
     assert f"rowvault resume {job['id']}" in output
-    resumed = cli("resume", job["id"], "--db", str(tmp_path / "t.db"), home=home)
+    resumed = cli("resume", job["id"], home=home)  # as printed: the job knows its database
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_a_killed_restore_shows_interrupted_at_once(backup_file: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    slow = env(home, RESTORE_BATCH_SIZE="100", RESTORE_BATCH_DELAY_MS="100")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rowvault.cli", "restore", str(backup_file), "--db", str(tmp_path / "t.db")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=slow,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "t.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.kill()
+    process.wait(10)
+    listed = json.loads(cli("jobs", "--json", home=home).stdout)
+    assert listed[0]["status"] == "interrupted", listed[0]
+    resumed = cli("resume", listed[0]["id"], home=home)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_resume_asks_for_a_password_it_could_not_store(backup_file: Path, tmp_path: Path) -> None:
+    from rowvault.jobs import new_runner
+    from rowvault.settings import load_settings
+
+    home = tmp_path / "home"
+    url = "postgresql+psycopg://postgres:not-stored@127.0.0.1:5432/test"
+    runner = new_runner(load_settings(DATABASE_URL=url, ROWVAULT_HOME=str(home)))
+    try:
+        job = runner.create_restore(backup_file, {})
+        runner.cancel(job.id)
+    finally:
+        runner.close()
+        runner.store.close()
+    done = cli("resume", job.id, home=home)
+    assert done.returncode == 1
+    assert "password is not stored" in done.stdout + done.stderr
+    assert "not-stored" not in done.stdout + done.stderr
 
 
 def test_a_run_refused_by_validation_is_not_offered_as_resumable(tmp_path: Path) -> None:

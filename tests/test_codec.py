@@ -208,7 +208,7 @@ def test_a_long_bad_value_is_shortened_in_the_reason() -> None:
         ("boolean", "sqlite", 7, 7),
         ("json", "sqlite", '{"a": [1, 2]}', {"a": [1, 2]}),
         ("json", "mysql", b"[1]", [1]),
-        ("json", "mysql", "not json", "not json"),
+        ("json", "mysql", "not json", {"$stored": "not json"}),
         ("decimal", "postgresql", Decimal("12.30"), "12.30"),
         ("bytes", "mysql", b"hello", "aGVsbG8="),
         ("interval", "postgresql", timedelta(days=1, seconds=7384.5), "P1DT2H3M4.5S"),

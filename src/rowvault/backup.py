@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import IO, Any
 
 import orjson
 import sqlalchemy as sa
 
 from . import __version__
-from .codec import backup_encoder, json_default
+from .codec import Screen, backup_default, backup_encoder, backup_screen
 from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for
 from .errors import BackupAborted, OptionError
@@ -25,6 +26,7 @@ from .fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from .matching import match_names
 from .options import BackupOptions
 from .ordering import Edge, plan_order
+from .pending import PENDING_TABLE
 from .progress import Progress, ProgressCallback, null_progress, utc_now
 from .results import BackupResult
 from .schema import Schema, TableSpec, reflect
@@ -88,7 +90,7 @@ def _check_names(available: list[str], options: BackupOptions) -> None:
 
 
 def _chosen_tables(schema: Schema, options: BackupOptions) -> list[str]:
-    available = list(schema.specs)
+    available = [name for name in schema.specs if name != PENDING_TABLE]  # rowvault's own
     _check_names(available, options)
     asked = list(options.tables) if options.tables is not None else available
     chosen = [str(t) for t in asked if t not in set(options.exclude)]
@@ -264,20 +266,41 @@ def _write(
     return result
 
 
+Encoder = tuple[int, Callable[[Any], Any]]
+
+
 def _encoded_batches(dialect: Dialect, conn: Any, spec: TableSpec, sql: str) -> Iterator[list[bytes]]:
+    """A column with a screen (SQLite: do its values fit the declared type? JSON: no long
+    numbers?) gets its full encoder only in the batches that fail it."""
     names = spec.column_names
-    encoders: list[tuple[int, Callable[[Any], Any]]] = []
+    always: list[Encoder] = []
+    screened: list[tuple[int, Callable[[Any], Any], Screen]] = []
     for i, col in enumerate(spec.columns):
         encoder = backup_encoder(col.type, dialect.name)
-        if encoder is not None:
-            encoders.append((i, encoder))
-    dumps = orjson.dumps
+        screen = backup_screen(col.type, dialect.name)
+        if encoder is not None and screen is not None:
+            screened.append((i, encoder, screen))
+        elif encoder is not None:
+            always.append((i, encoder))
+    dumps, default = orjson.dumps, backup_default(dialect.name)
     for fetched in dialect.stream(conn, sql, FETCH_ROWS):
+        encoders = always + _screened(fetched, screened)
         rows = [_apply(row, encoders) for row in fetched] if encoders else fetched
         try:
-            yield [dumps(dict(zip(names, row, strict=True)), default=json_default) for row in rows]
+            yield [dumps(dict(zip(names, row, strict=True)), default=default) for row in rows]
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise BackupAborted(f"a value cannot be written as JSON ({exc})", table=spec.name) from exc
+
+
+def _screened(
+    fetched: Sequence[Any], screened: list[tuple[int, Callable[[Any], Any], Screen]]
+) -> list[Encoder]:
+    chosen: list[Encoder] = []
+    for i, full, (fits, light) in screened:
+        encoder = light if fits(list(map(itemgetter(i), fetched))) else full
+        if encoder is not None:
+            chosen.append((i, encoder))
+    return chosen
 
 
 def _apply(row: Sequence[Any], encoders: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:

@@ -6,11 +6,13 @@ Errors become exit codes in one place (`_errors_to_exit_codes`): 0 success, 1 fa
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ import typer
 from . import __version__
 from .backup import backup as run_backup
 from .clidisplay import backup_summary, error, jobs_table, plain, progress_bars, restore_summary
+from .dberrors import translate
 from .errors import (
     BackupFileError,
     ConfirmationRequired,
@@ -35,7 +38,7 @@ from .errors import (
 from .heap import frozen_heap
 from .jobs import Job, JobRunner, StateStore, new_runner
 from .jobs.model import new_job_id
-from .jobs.runner import STALE_AFTER_SECONDS
+from .jobs.runner import interrupt_gone
 from .jobs.store import masked_url
 from .options import MODES, BackupOptions, RestoreOptions
 from .reader import BackupFile
@@ -79,12 +82,18 @@ def _errors_to_exit_codes(command: F) -> F:
         except ConfirmationRequired as exc:
             error(f"{exc.action}; add --yes to confirm")
             raise typer.Exit(EXIT_FAILED) from None
-        except (RowvaultError, OSError) as exc:
+        except RowvaultError as exc:
             error(str(exc))
             raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(130) from None
+        except Exception as exc:  # the driver's words become rowvault's, once (dberrors)
+            known = translate(exc)
+            if known is None and not isinstance(exc, OSError):
+                raise  # a bug in rowvault: its traceback is the report
+            error(str(known or exc))
+            raise typer.Exit(EXIT_FAILED) from None
 
     return run  # type: ignore[return-value]
 
@@ -298,8 +307,29 @@ def resume(
     db: Db = "",
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Resume an interrupted, cancelled or failed restore from its checkpoint."""
-    _run_job(db, lambda runner: runner.prepare_resume(job_id), "restore", json_output)
+    """Resume an interrupted, cancelled or failed restore from its checkpoint (into the
+    database the job restored into, unless --db says otherwise)."""
+    _run_job(db or _job_target(job_id), lambda runner: runner.prepare_resume(job_id), "restore", json_output)
+
+
+def _job_target(job_id: str) -> str:
+    """The database job `job_id` restored into, as the state store keeps it (no password)."""
+    settings = load_settings()
+    if not settings.state_url and not (settings.home / "state.db").exists():
+        raise OptionError(f"no job {job_id}: there are no jobs in {settings.home}")
+    store = StateStore(settings.state_database)
+    try:
+        job = store.get(job_id)
+    finally:
+        store.close()
+    if job is None:
+        raise OptionError(f"no job {job_id} in the state store; `rowvault jobs` lists them")
+    if "***" in job.target:
+        raise OptionError(
+            f"job {job_id} restores into {job.target}, whose password is not stored: "
+            "pass the full URL with --db or set DATABASE_URL"
+        )
+    return job.target
 
 
 @app.command()
@@ -335,7 +365,7 @@ def jobs(
         return
     store = StateStore(settings.state_database)
     try:
-        store.interrupt_stale(stale_after=STALE_AFTER_SECONDS)
+        interrupt_gone(store)
         recent = store.recent(limit)
     finally:
         store.close()
@@ -372,6 +402,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         )
     if settings.jobs == "celery":
         from .jobs import celery_queue  # says so if Celery is not installed
+    _check_port(host, port)
     StateStore(settings.state_database).close()  # an unusable state store: a clear error, now
     web_app = create_app(settings, host=host, port=port)
     logging.getLogger("rowvault").setLevel(logging.INFO)
@@ -386,6 +417,25 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         plain("run `rowvault worker --celery` (same database, ROWVAULT_HOME, ROWVAULT_STATE_URL and")
         plain("ROWVAULT_BROKER_URL) where they should run")
     uvicorn.run(web_app, host=host, port=port, log_level="warning")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse, with a message, an address the server could not listen on (uvicorn would log
+    the bind error and exit 3, the code for record errors)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host.strip("[]"), port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise OptionError(
+                f"cannot listen on {host}:{port}: the port is in use (another `rowvault serve`?); "
+                "stop that server or pick another --port"
+            ) from None
+        raise OptionError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port"
+        ) from None
 
 
 def _shown(db: str) -> str:

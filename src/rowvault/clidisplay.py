@@ -116,10 +116,18 @@ def restore_summary(result: RestoreResult) -> None:
             console.print(f"  ... and {result.error_count - MAX_ERRORS_SHOWN:,} more")
     if result.rejects_path:
         console.print(f"rejected records written to {result.rejects_path}")
-    rate = result.processed / result.seconds if result.seconds else 0
-    console.print(
-        f"{result.processed:,} of {result.total:,} records in {result.seconds:.1f}s ({rate:,.0f}/s)"
-    )
+    console.print(_restore_total(result))
+
+
+def _restore_total(result: RestoreResult) -> str:
+    """The last line: how far it got, and at what speed when the run ended and says so (a run
+    that stopped has no time of its own: `0.0s (0/s)` would be a made-up figure)."""
+    done = f"{result.processed:,} of {result.total:,} records"
+    if result.status != "completed":
+        return f"{done} processed before the restore stopped"
+    if not result.seconds:
+        return done
+    return f"{done} in {result.seconds:.1f}s ({result.processed / result.seconds:,.0f}/s)"
 
 
 def backup_summary(result: BackupResult) -> None:

@@ -10,16 +10,29 @@ corrupt row (SQLite would store "abc" in an INTEGER column).
 Decoding works a column at a time: a batch's column is first checked with `set(map(type,
 values))`, which runs at C speed; only a column that holds an unexpected type is walked value
 by value to name the bad records.
+
+Two marks carry a value as the database stored it, where the column's kind would read it
+differently: `{"$stored": text or number}` - a JSON column's text kept verbatim (not JSON, or
+numbers a double would round), a SQLite value that does not fit its declared type - and
+`{"$base64": "..."}`, a blob in a SQLite column that is not BLOB. A JSON document of that
+shape is itself written as `$stored` text, so the marks are unambiguous; they are read only
+from files whose columns are described.
+
+A SQLite column's declared type is only an affinity (`ColumnType.affinity`): SQLite keeps
+`2` in a BOOLEAN, `'2024-1-1'` in a DATE. Restored into SQLite, such values come back as they
+were stored; elsewhere the target's type decides, and a value it cannot hold is a record error.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
@@ -29,6 +42,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
+
+from .typenames import TYPELESS
 
 Kind = Literal[
     "integer",
@@ -48,6 +63,23 @@ Kind = Literal[
 ]
 KINDS: frozenset[str] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
 NoneType = type(None)
+STORED_MARK = "$stored"
+"""`{"$stored": text or number}`: a value as the database stored it, not as its kind reads."""
+BASE64_MARK = "$base64"
+"""`{"$base64": text}`: a blob in a column whose kind is not bytes (SQLite)."""
+_SCALARS = (str, int, float)
+
+
+def _mark(value: Any) -> tuple[str, Any] | None:
+    """`(mark, what it holds)` for a marked value, else None."""
+    if type(value) is dict and len(value) == 1:
+        stored = value.get(STORED_MARK)
+        if type(stored) in _SCALARS:
+            return STORED_MARK, stored
+        blob = value.get(BASE64_MARK)
+        if type(blob) is str:
+            return BASE64_MARK, blob
+    return None
 
 
 @dataclass(frozen=True)
@@ -60,11 +92,19 @@ class ColumnType:
     length: int | None = None
     precision: int | None = None
     scale: int | None = None
+    affinity: bool = False
+    """SQLite: the declared type is only an affinity, the column holds values of any kind."""
+
+    @property
+    def typeless(self) -> bool:
+        return self.kind == "other" and self.sql == TYPELESS
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.kind, "sqlType": self.sql}
         if self.timezone:
             data["timezone"] = True
+        if self.affinity:
+            data["affinity"] = True
         for key in ("length", "precision", "scale"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
@@ -80,6 +120,7 @@ class ColumnType:
             length=_whole(data.get("length")),
             precision=_whole(data.get("precision")),
             scale=_whole(data.get("scale")),
+            affinity=data.get("affinity") is True,
         )
 
 
@@ -97,6 +138,15 @@ def _sql_name(sa_type: TypeEngine[Any], dialect: sa.Dialect | None) -> str:
 
 def column_type(sa_type: TypeEngine[Any], dialect: sa.Dialect | None = None) -> ColumnType:
     """The portable type of a reflected column."""
+    ctype = _portable_type(sa_type, dialect)
+    if dialect is None or dialect.name != "sqlite":
+        return ctype
+    if isinstance(sa_type, sa.types.NullType):
+        return ColumnType("other", TYPELESS, affinity=True)
+    return replace(ctype, affinity=True)
+
+
+def _portable_type(sa_type: TypeEngine[Any], dialect: sa.Dialect | None) -> ColumnType:
     sql = _sql_name(sa_type, dialect)
     if isinstance(sa_type, sa.Boolean) or (
         isinstance(sa_type, mysql.TINYINT) and getattr(sa_type, "display_width", None) == 1
@@ -185,13 +235,105 @@ def _stored_bool(value: Any) -> Any:
     return bool(value) if type(value) is int and value in (0, 1) else value
 
 
-def _stored_json(value: Any) -> Any:
-    if isinstance(value, (str, bytes)):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
+def _numbers_table() -> bytes:
+    table = bytearray(b" " * 256)
+    table[ord("0") : ord("9") + 1] = b"0" * 10
+    table[ord(".")] = table[ord("0")]
+    table[ord("e")] = table[ord("E")] = ord("e")
+    table[ord("-")] = ord("-")
+    return bytes(table)
+
+
+_NUMBERS = _numbers_table()
+"""Digits and points to 0, exponents to e, minus kept, all else a space: for `_long_numbers`."""
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _long_numbers(raw: bytes) -> bool:
+    """Whether a JSON text may hold a number that a double (or orjson's 64-bit integers) would
+    change: 16 digits and points in a row, or an exponent below -99. One translate and two
+    searches, at C speed; only such texts get the exact check."""
+    shape = raw.translate(_NUMBERS)
+    return b"0000000000000000" in shape or b"e-000" in shape
+
+
+class _Inexact(Exception):
+    """A JSON number that orjson would not read back as written."""
+
+
+def _exact_int(text: str) -> int:
+    number = int(text)
+    if not _INT64_MIN <= number <= _UINT64_MAX:
+        raise _Inexact  # orjson reads it as a double
+    return number
+
+
+def _exact_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number) or Decimal(repr(number)) != Decimal(text):
+        raise _Inexact
+    return number
+
+
+def _rounds_numbers(text: str | bytes) -> bool:
+    """Whether a JSON text with long numbers (`_long_numbers`) holds one that orjson would
+    change (its integers are 64-bit, its other numbers doubles)."""
+    try:
+        json.loads(text, parse_int=_exact_int, parse_float=_exact_float)
+    except (_Inexact, ValueError):
+        return True
+    return False
+
+
+def _text_mark(text: str | bytes) -> dict[str, str]:
+    if isinstance(text, str):
+        return {STORED_MARK: text}
+    try:
+        return {STORED_MARK: text.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {BASE64_MARK: b64(text)}
+
+
+def stored_json(text: str | bytes) -> Any:
+    """A JSON column's stored text as the backup carries it: the document, or the text itself
+    (`$stored`) when reading it as JSON would change it - it is not JSON, or its numbers do not
+    fit a double (`12345678901234567890123`, `1e400`), or it looks like a mark."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _text_mark(text)
+    if type(value) is dict and len(value) == 1 and _mark(value) is not None:
+        return _text_mark(text)
+    shape = (text.encode() if isinstance(text, str) else text).translate(_NUMBERS)  # _long_numbers
+    if (b"0000000000000000" in shape or b"e-000" in shape) and _rounds_numbers(text):
+        return _text_mark(text)
     return value
+
+
+def _stored_json(value: Any) -> Any:
+    return stored_json(value) if isinstance(value, (str, bytes)) else value
+
+
+def _short_json(value: Any) -> Any:
+    """`stored_json` for a text known to hold no long number (see `_json_screen`)."""
+    if type(value) is not str:
+        return _stored_json(value)
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {STORED_MARK: value}
+    if type(doc) is dict and len(doc) == 1 and _mark(doc) is not None:
+        return {STORED_MARK: value}
+    return doc
+
+
+def _json_screen(values: Sequence[Any]) -> bool:
+    """Whether no JSON text of a batch's column holds a long number: one search of them all."""
+    texts = [v for v in values if v is not None]
+    try:
+        return not _long_numbers("\x00".join(texts).encode())
+    except (TypeError, UnicodeError):  # bytes among them, or text that is not UTF-8
+        return False
 
 
 def _bytes_text(value: Any) -> Any:
@@ -217,13 +359,138 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# -- backup from SQLite: values that do not fit their column's declared type ---------------
+
+_BLOB = (bytes, bytearray, memoryview)  # left to orjson's fallback, `_sqlite_default`
+
+
+def _sqlite_integer(value: Any) -> Any:
+    return value if type(value) is int or isinstance(value, _BLOB) else {STORED_MARK: value}
+
+
+def _sqlite_float(value: Any) -> Any:
+    return {STORED_MARK: value} if type(value) is str else _nonfinite(value)
+
+
+def _sqlite_decimal(value: Any) -> Any:
+    if type(value) is str:
+        try:
+            Decimal(value)
+        except InvalidOperation:
+            return {STORED_MARK: value}
+        return value
+    return _decimal_text(value)
+
+
+def _sqlite_bool(value: Any) -> Any:
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    return value if isinstance(value, _BLOB) else {STORED_MARK: value}
+
+
+def _sqlite_bytes(value: Any) -> Any:
+    return b64(value) if isinstance(value, _BLOB) else {STORED_MARK: value}
+
+
+def _sqlite_temporal(parse: Callable[[Any], Any], epoch: bool) -> Callable[[Any], Any]:
+    """Text that restore reads as the kind (and epoch numbers, for dates and datetimes) stays
+    as it is; anything else is marked as stored."""
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, _BLOB) or (epoch and type(value) in (int, float)):
+            return value
+        try:
+            parse(value)
+        except ValueError:
+            return {STORED_MARK: value}
+        return value
+
+    return encode
+
+
+_SQLITE_ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "integer": _sqlite_integer,
+    "float": _sqlite_float,
+    "decimal": _sqlite_decimal,
+    "boolean": _sqlite_bool,
+    "bytes": _sqlite_bytes,
+    "date": _sqlite_temporal(lambda v: _parse_date(v), epoch=True),
+    "time": _sqlite_temporal(lambda v: _parse_time(v), epoch=False),
+    "datetime": _sqlite_temporal(lambda v: _parse_datetime(v), epoch=True),
+    "json": _stored_json,
+}
+
+
+def _all_ints(values: Sequence[Any]) -> bool:
+    try:
+        return type(sum(filter(None, values))) is int  # a float, text or blob would show
+    except TypeError:
+        return False
+
+
+def _all_finite(values: Sequence[Any]) -> bool:
+    try:
+        return math.isfinite(math.fsum(filter(None, values)))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _no_text(values: Sequence[Any]) -> bool:
+    return str not in set(map(type, values))
+
+
+def _all_parse(parse: Callable[[str], Any]) -> Callable[[Sequence[Any]], bool]:
+    def check(values: Sequence[Any]) -> bool:
+        try:
+            return all(map(parse, filter(None, values)))
+        except (TypeError, ValueError):
+            return False
+
+    return check
+
+
+Screen = tuple[Callable[[Sequence[Any]], bool], Callable[[Any], Any] | None]
+"""A check, at C speed, of a batch's column, and the lighter encoder (None: none at all) that
+does for a column that passes it."""
+_SQLITE_SCREENS: dict[str, Screen] = {
+    "integer": (_all_ints, None),
+    "float": (_all_finite, None),
+    "date": (_all_parse(date.fromisoformat), None),
+    "time": (_all_parse(time.fromisoformat), None),
+    "datetime": (_all_parse(datetime.fromisoformat), None),
+    "decimal": (_no_text, _decimal_text),
+    "json": (_json_screen, _short_json),
+}
+
+
 def backup_encoder(ctype: ColumnType, dialect: str) -> Callable[[Any], Any] | None:
     """The per-value transform for a column on backup, or None when orjson needs none."""
+    if dialect == "sqlite" and ctype.affinity:
+        return _SQLITE_ENCODERS.get(ctype.kind)
     if ctype.kind == "json" and dialect == "postgresql":
-        return None  # psycopg already decodes json/jsonb
+        return None  # psycopg decodes json/jsonb with `stored_json`
     if ctype.kind == "boolean" and dialect == "postgresql":
         return None
     return _ENCODERS.get(ctype.kind)
+
+
+def backup_screen(ctype: ColumnType, dialect: str) -> Screen | None:
+    """How a batch's column may skip `backup_encoder`'s work: SQLite values that all fit their
+    declared type need none, JSON texts without long numbers only orjson. None: no screen."""
+    if dialect == "sqlite" and ctype.affinity:
+        return _SQLITE_SCREENS.get(ctype.kind)
+    return (_json_screen, _short_json) if ctype.kind == "json" and dialect != "postgresql" else None
+
+
+def _sqlite_default(value: Any) -> Any:
+    if isinstance(value, _BLOB):
+        return {BASE64_MARK: b64(value)}  # a blob in a column that is not BLOB
+    return json_default(value)
+
+
+def backup_default(dialect: str) -> Callable[[Any], Any]:
+    """orjson's fallback for a backup of `dialect`: on SQLite any column may hold a blob."""
+    return _sqlite_default if dialect == "sqlite" else json_default
 
 
 # -- restore: JSON value -> driver value ---------------------------------------------------
@@ -518,15 +785,190 @@ def _decimal_column(values: Sequence[Any]) -> Sequence[Any]:
     return values
 
 
+# -- decimals that the target would round -------------------------------------------------
+
+
+def _dropped_digits(value: Decimal, places: int) -> bool:
+    """Whether `value` has non-zero digits past `places` decimal places."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= -places:
+        return False  # NaN, Infinity, or few enough places
+    extra = -exponent - places
+    return any(digits[-extra:])
+
+
+def _fits_sqlite(value: Decimal) -> bool:
+    """SQLite's NUMERIC stores a 64-bit integer or a double."""
+    if not value.is_finite():
+        return True  # stored as the text it is
+    if value == value.to_integral_value() and _INT64_MIN < value < 2**63:
+        return True
+    return Decimal(repr(float(value))) == value
+
+
+@functools.cache
+def _few_places(places: int) -> Callable[[str], re.Match[str] | None]:
+    return re.compile(rf"-?\d*(?:\.\d{{0,{places}}})?").fullmatch
+
+
+@dataclass(frozen=True)
+class _DecimalFit:
+    """Decimals checked against what the target column keeps, so that nothing is rounded
+    silently: PostgreSQL and MariaDB round extra places to the column's scale, SQLite keeps
+    about 15 digits. `places` None: no scale to keep (SQLite, an unconstrained NUMERIC)."""
+
+    dialect: str
+    sql: str
+    places: int | None
+
+    def check(self, value: Any) -> Any:
+        _check_decimal(value)
+        number = Decimal(repr(value)) if type(value) is float else Decimal(value)
+        if self.dialect == "sqlite" and not _fits_sqlite(number):
+            raise BadValue(
+                f"{_describe(value)} has more digits than SQLite keeps (its NUMERIC holds a "
+                "64-bit integer or a double of about 15 digits): it would be rounded"
+            )
+        if self.places is not None and _dropped_digits(number, self.places):
+            raise BadValue(
+                f"{_describe(value)} has more decimal places than the column's {self.sql} keeps "
+                f"({self.places}): it would be rounded"
+            )
+        return value
+
+    def column(self, values: Sequence[Any]) -> Sequence[Any]:
+        """Text that is short (SQLite) or has few places (the others) passes at C speed."""
+        _decimal_column(values)
+        present = _present(values)
+        if self.dialect == "sqlite":
+            if present and max(map(len, present)) > 15:
+                raise ValueError("long decimals to check one by one")
+        elif self.places is not None and not all(map(_few_places(self.places), present)):
+            raise ValueError("decimals to check one by one")
+        return values
+
+
+def _decimal_decoder(target: ColumnType, dialect: str) -> Decoder:
+    places, sql = target.scale, target.sql or "NUMERIC"
+    if dialect == "sqlite":
+        places = None  # an affinity: no scale kept, but no more digits than a double either
+    elif dialect == "mysql" and (target.precision is None or target.affinity):
+        places, sql = 30, "DECIMAL(65, 30)"  # what schema.sa_type creates
+    elif target.affinity:
+        places = None  # created from a SQLite description: an unconstrained NUMERIC
+    if places is None and dialect != "sqlite":
+        return Decoder(frozenset({str, int, float}), _check_decimal, _check_decimal, column=_decimal_column)
+    fit = _DecimalFit(dialect, sql, places)
+    return Decoder(frozenset({str, int, float}), fit.check, fit.check, column=fit.column)
+
+
+# -- marked values -------------------------------------------------------------------------
+
+
+def _typeless_text(value: Any) -> Any:
+    """A typeless SQLite column's value in the text column made for it on another engine:
+    numbers as their text, a blob as its base64."""
+    return value if type(value) is str else _as_text(value)
+
+
+def _reading_marks(decoder: Decoder, target: ColumnType, *, as_stored: bool) -> Decoder:
+    """`decoder`, taking marked values too. `as_stored` (SQLite from SQLite): a value comes
+    back exactly as it was stored. Elsewhere a `$stored` value is read by the column's kind
+    (text into bytes as its UTF-8), and a blob goes only into bytes, or text as its base64."""
+    kind = target.kind
+    text_like = kind == "string" or target.typeless
+
+    def held(mark: str, value: Any) -> Any:
+        if mark == BASE64_MARK:
+            if as_stored or kind == "bytes":
+                return _from_base64(value)
+            if text_like:
+                return value
+            raise BadValue(f"a binary value (a SQLite BLOB) cannot be stored in a column of {kind} values")
+        if as_stored:
+            return value
+        if kind == "json":  # its text as it was (a number: as JSON writes it)
+            return value if type(value) is str else _json_text(value)
+        if kind == "bytes" and type(value) is str:
+            return value.encode()
+        return decoder.convert_one(value)
+
+    def lenient(value: Any) -> Any:
+        marked = _mark(value)
+        if marked is not None:
+            return held(*marked)
+        if decoder.lenient is None:
+            raise BadValue(f"unexpected value {_describe(value)}")
+        return decoder.lenient(value)
+
+    def any_value(value: Any) -> Any:
+        marked = _mark(value)
+        if marked is None:
+            return decoder.convert(value) if decoder.convert else value
+        return held(*marked)
+
+    if decoder.any_type:
+        return replace(decoder, convert=any_value, lenient=any_value)
+    return replace(decoder, lenient=lenient)
+
+
+def _kept(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Check that a value reads as the kind, and keep it as it was written."""
+
+    def keep(value: Any) -> Any:
+        parse(value)
+        return value
+
+    return keep
+
+
+def _kept_column(parse: Callable[[str], Any]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    def check(values: Sequence[Any]) -> Sequence[Any]:
+        list(map(parse, _present(values)))
+        return values
+
+    return check
+
+
+_TEMPORAL: dict[str, tuple[Callable[[Any], Any], Callable[[str], Any]]] = {
+    "date": (lambda v: _parse_date(v), date.fromisoformat),
+    "time": (lambda v: _parse_time(v), time.fromisoformat),
+    "datetime": (lambda v: _parse_datetime(v), datetime.fromisoformat),
+}
+
+
+def _sqlite_kept(target: ColumnType, source: ColumnType) -> Decoder:
+    """Into SQLite from SQLite: dates and times are checked but kept as the text they were
+    (an offset stays an offset); other kinds are read as usual."""
+    if target.kind not in _TEMPORAL:
+        return _kind_decoder(target, "sqlite", source)
+    parse, fast = _TEMPORAL[target.kind]
+    keep = _kept(parse)
+    lenient = keep if target.kind == "time" else _epoch_or(keep)
+    return Decoder(frozenset({str}), keep, lenient, column=_kept_column(fast))
+
+
+# -- restore: the decoder of a column ------------------------------------------------------
+
+
 def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None) -> Decoder:
-    """How a target column of `dialect` takes values written from a `source` column."""
+    """How a target column of `dialect` takes values written from a `source` column (None:
+    the file does not describe it, and marks are not read)."""
+    if source is None:
+        return _kind_decoder(target, dialect, None)
+    if dialect == "sqlite" and source.affinity:
+        return _reading_marks(_sqlite_kept(target, source), target, as_stored=True)
+    return _reading_marks(_kind_decoder(target, dialect, source), target, as_stored=False)
+
+
+def _kind_decoder(target: ColumnType, dialect: str, source: ColumnType | None) -> Decoder:
     kind = target.kind
     if kind == "integer":
         return _decoder({int}, None, _as_int)
     if kind == "float":
         return _decoder({float, int}, None, _as_float)
     if kind == "decimal":
-        return Decoder(frozenset({str, int, float}), _check_decimal, _check_decimal, column=_decimal_column)
+        return _decimal_decoder(target, dialect)
     if kind == "string":
         return _decoder({str}, None, _as_text)
     if kind == "boolean":
@@ -553,4 +995,6 @@ def restore_decoder(target: ColumnType, dialect: str, source: ColumnType | None)
         return _decoder({str}, None, _as_text)
     if kind == "array":
         return _decoder({list}, None, None)
+    if target.typeless and dialect != "sqlite":
+        return Decoder(frozenset({str}), None, _typeless_text)
     return Decoder(frozenset(), _other, _other, any_type=True)

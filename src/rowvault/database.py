@@ -10,17 +10,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from .dberrors import cannot_connect, database_errors, driver_message
 from .errors import DatabaseError, OptionError
 
 DatabaseLike = str | os.PathLike[str] | Engine
@@ -176,16 +177,47 @@ def opened(
         database = without_writes(database, read_only=read_only)
     try:
         check_connection(database)
-        yield database
+        with database_errors(database.display_url):  # the one boundary for what the driver raises
+            yield database
     finally:
         database.close()
 
 
+_BACKUP_STARTS = (b"\x1f\x8b", b"{")  # gzip, or JSON: what a backup file begins with
+
+
 def check_connection(database: Database) -> None:
-    """Fail early, with the URL (password hidden), when the database does not answer."""
+    """Fail early, with the URL (password hidden), when the database does not answer - or,
+    for SQLite, when the file is not a database (a first statement reads its header)."""
+    sqlite = database.engine.dialect.name == "sqlite"
     try:
         with database.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+            conn.exec_driver_sql("PRAGMA schema_version" if sqlite else "SELECT 1")
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DatabaseError(f"cannot connect: {reason}", url=database.display_url) from exc
+        reason = driver_message(getattr(exc, "orig", None) or exc)
+        if not sqlite:
+            raise cannot_connect(reason, url=database.display_url) from exc
+        raise DatabaseError(_sqlite_failure(database.engine, reason), url=database.display_url) from exc
+
+
+def _sqlite_failure(engine: Engine, reason: str) -> str:
+    path = _sqlite_file(engine)
+    start = b""
+    if path is not None and path.is_file():
+        with suppress(OSError), path.open("rb") as file:
+            start = file.read(2)
+    if start.startswith(_BACKUP_STARTS):
+        return (
+            f"a backup file, not a SQLite database ({reason}): give the backup as the FILE "
+            "argument and the database with --db"
+        )
+    return f"cannot open the SQLite database ({reason}); check that --db names a SQLite database file"
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite engine, also when it is opened read-only through a `file:` URI."""
+    path = sqlite_path(engine)
+    name = engine.url.database or ""
+    if path is None and name.startswith("file:"):
+        return Path(unquote(name[len("file:") :].partition("?")[0]))
+    return path

@@ -4,6 +4,8 @@
     ├── OptionError            an option or argument that cannot work (bad mode, bad limit)
     ├── ConfirmationRequired   a destructive mode was asked for without confirming it
     ├── DatabaseError          the target database could not be reached or refused a statement
+    │   └── ConnectionLost     the connection broke part-way (a server restart, a kill, the network)
+    ├── DiskFull               no space left: the database's disk or the file being written
     ├── BackupFileError        the file is not a readable backup (not JSON, not gzip, truncated)
     ├── ValidationError        the file does not fit the target (unknown tables/columns, counts)
     ├── RestoreAborted         the restore stopped part-way (database failure, cancel); the
@@ -14,7 +16,8 @@ Record-level problems are not exceptions: one bad record never stops a restore. 
 `RecordError` values collected in the result and written to the rejects file.
 
 Messages say what failed, where (file, line, table, record) and what to try next, so the CLI
-and the HTTP API can show them to a user as they are.
+and the HTTP API can show them to a user as they are. Driver exceptions become these in one
+place, `dberrors` (the pattern of httpx's `map_httpcore_exceptions`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,34 @@ class DatabaseError(RowvaultError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = url
         super().__init__(f"{url}: {message}" if url else message)
+
+
+class ConnectionLost(DatabaseError):
+    """The connection to the database broke after it was made."""
+
+    def __init__(self, reason: str, *, url: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the connection to the database was lost ({reason}); once the server answers again, "
+            "run the command again (`rowvault resume JOB_ID` finishes a restore)",
+            url=url,
+        )
+
+
+class DiskFull(RowvaultError):
+    """No space left on a device: the database's (`database`, at `url` when known) or the one
+    of a file being written (`path`, when known)."""
+
+    def __init__(
+        self, reason: str, *, database: bool = False, url: str | None = None, path: str | None = None
+    ) -> None:
+        self.reason = reason
+        self.database = database or url is not None
+        self.url = url
+        self.path = path
+        what = "the database's disk is full" if self.database else "the disk is full"
+        where = f"{url or path}: " if url or path else ""
+        super().__init__(f"{where}{what} ({reason}); free some space (or use another disk) and run it again")
 
 
 class BackupFileError(RowvaultError):

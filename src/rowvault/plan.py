@@ -5,7 +5,7 @@ it cannot be restored, before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from .fileformat import REJECT_REASON_KEY
 from .matching import match_names, normalize
 from .options import RestoreOptions
 from .ordering import Edge, plan_order
+from .pending import PENDING_TABLE
 from .reader import FileSummary
 from .schema import ColumnSpec, ForeignKeySpec, Schema, TableSpec
 
@@ -74,6 +75,9 @@ class TablePlan:
     deferrals: list[Deferral] = field(default_factory=list)
     parent_checks: list[ParentCheck] = field(default_factory=list)
     referenced: set[tuple[str, ...]] = field(default_factory=set)
+    held_by: tuple[tuple[str, ForeignKeySpec], ...] = ()
+    """`replace`: foreign keys (table, key) whose rows keep some of this table's rows from
+    being deleted - see `_holders`."""
 
     @property
     def name(self) -> str:
@@ -107,9 +111,11 @@ def build_plan(
     options: RestoreOptions,
     *,
     created_before: Collection[str] = (),
+    created_from: Mapping[str, TableSpec] | None = None,
 ) -> RestorePlan:
-    """`created_before`: tables an earlier, stopped run of this restore created - planned
-    from the backup's description (keys, indexes) as when they were created."""
+    """`created_before`: tables (target names) an earlier, stopped run created - new tables,
+    planned from the description they were created from: `created_from` (see `pending`) when it
+    still fits the table, else the backup's."""
     plan = RestorePlan()
     selected = _selected_tables(summary, options, plan)
     described = (summary.metadata or {}).get("tables") or {}
@@ -140,9 +146,12 @@ def build_plan(
             )
     specs = {t: schema.specs[t] for t in match.mapping.values()}
     for name, target in match.mapping.items():
-        described = summary.spec(name)
-        if target in created_before and described is not None:
-            specs[target] = _linked_spec(replace(described, name=target), table_map, schema, plan)
+        if target not in created_before:
+            continue
+        recorded = (created_from or {}).get(target)
+        spec = _still_fits(recorded, schema.specs[target]) or summary.spec(name)
+        if spec is not None:
+            specs[target] = _linked_spec(replace(spec, name=target), table_map, schema, plan)
     for name, spec in creating.items():
         specs[name] = _linked_spec(spec, table_map, schema, plan)
     drafts = [
@@ -156,11 +165,51 @@ def build_plan(
         draft.new_table = draft.create or draft.name in created_before
         draft.fresh = draft.create or options.mode == "replace"
     _order_and_link(by_target, [table_map[n] for n in selected if n in table_map], plan)
+    if options.mode == "replace":
+        _holders(by_target, schema)
     return plan
 
 
+def _holders(by_target: dict[str, TablePlan], schema: Schema) -> None:
+    """`replace` empties the restored tables, but a row that a table outside the restore
+    still refers to is not deleted: replace never deletes (or, by cascade, changes) rows of
+    tables the backup does not hold. Such a row stays and the backup's row of the same key
+    updates it in place; the rows it refers to in other replaced tables stay with it. So a
+    replaced table is held by the foreign keys of the tables outside the restore and of the
+    replaced tables that are held themselves (their held-back keys excepted: those columns
+    are emptied first). Refusing the replace instead would also make undo impossible, since
+    undo is a replace of the tables a restore wrote into, whoever else refers to them."""
+    replaced = {name for name, draft in by_target.items() if not draft.create}
+    held: dict[str, list[tuple[str, ForeignKeySpec]]] = {}
+    grew = True
+    while grew:
+        grew = False
+        for child, spec in schema.specs.items():
+            draft = by_target.get(child)
+            if draft is not None and child not in held:
+                continue  # emptied whole (or created now): it keeps nothing
+            cleared = {c for d in draft.deferrals for c in d.columns} if draft else set()
+            for fk in spec.foreign_keys:
+                if fk.ref_table in replaced and not set(fk.columns) <= cleared:
+                    holders = held.setdefault(fk.ref_table, [])
+                    if (child, fk) not in holders:
+                        holders.append((child, fk))
+                        grew = True
+    for name, holders in held.items():
+        by_target[name].held_by = tuple(holders)
+
+
+def _still_fits(spec: TableSpec | None, reflected: TableSpec) -> TableSpec | None:
+    """The recorded description, if the table still has exactly its columns."""
+    if spec is None or set(spec.column_names) != set(reflected.column_names):
+        return None
+    return spec
+
+
 def _selected_tables(summary: FileSummary, options: RestoreOptions, plan: RestorePlan) -> list[str]:
-    names = list(summary.tables)
+    names = [n for n in summary.tables if n != PENDING_TABLE]
+    if len(names) < len(summary.tables):  # a backup taken while a restore's DDL was owed
+        plan.warnings.append(f"table {PENDING_TABLE!r} is rowvault's own bookkeeping; left out")
     if options.tables is not None:
         wanted = list(options.tables)
         plan.problems += [f"table {t!r} is not in the backup" for t in wanted if t not in names]
@@ -226,8 +275,9 @@ def _table_plan(
     keys = [c for c in source_cols if c in cols.mapping]
     columns = [cols.mapping[c] for c in keys]
     targets = [c for c in map(spec.column, columns) if c is not None]
+    empty = summary.tables[source].count == 0  # `"auditLogs": []`: no columns to check
     for required_col in spec.columns:
-        if required_col.nullable or required_col.has_default or required_col.name in columns:
+        if empty or required_col.nullable or required_col.has_default or required_col.name in columns:
             continue
         plan.problems.append(
             f"{where}: the target requires column {required_col.name!r} (NOT NULL, no default) "
@@ -244,7 +294,7 @@ def _table_plan(
             )
         decoders.append(restore_decoder(col.type, dialect, src_type))
     key = [k for k in spec.key if k in columns] if spec.key else []
-    if spec.key and len(key) != len(spec.key):
+    if spec.key and len(key) != len(spec.key) and not empty:
         plan.warnings.append(
             f"{where}: the backup has no values for key column(s) "
             f"{[k for k in spec.key if k not in columns]}; rows are matched on all columns"

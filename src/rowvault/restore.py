@@ -2,9 +2,14 @@
 
 Nothing is written until the file has been read end to end and every table and column has
 found its place in the target (or a ValidationError lists every one that did not). Then:
-create missing tables, write the tables parents-first, fill in the foreign keys held back
-for cycles, give created tables their indexes and foreign keys, move auto-increment counters
-past the restored keys.
+create missing tables (noting in the target that their indexes and foreign keys are owed:
+`pending`), write the tables parents-first, fill in the foreign keys held back for cycles,
+give created tables - and those an earlier run created and left owing - their indexes and
+foreign keys, move auto-increment counters past the restored keys.
+
+`replace` empties the restored tables first, but never deletes a row that rows of other
+tables still refer to: that row is updated in place, and a kept row the backup lacks is a
+warning naming the tables that hold it (`plan._holders` says why).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,14 +31,17 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
+from . import pending
 from .batching import BatchSizer, Transactions
 from .codec import backup_encoder, json_default
 from .database import DatabaseLike, opened
+from .dberrors import raised_by_driver, translate
 from .dialects import Dialect, dialect_for
 from .errors import RestoreAborted, ValidationError
 from .fileformat import Section, Source
 from .loader import LoadContext, TableLoader, apply_deferred, format_key
 from .options import RestoreOptions
+from .pending import PendingDDL
 from .plan import RestorePlan, TablePlan, build_plan
 from .progress import Progress, ProgressCallback, null_progress
 from .reader import BackupFile, FileSummary
@@ -66,7 +75,7 @@ def validate(
     summary = summary or BackupFile(source).scan()
     with opened(db, read_only=True) as database:
         dialect = dialect_for(database.engine)
-        plan = _plan(database.engine, dialect, summary, options)
+        plan, _ = _plan(database.engine, dialect, summary, options)
     if plan.problems:
         raise ValidationError(summary.name, plan.problems)
     return plan
@@ -109,7 +118,7 @@ def restore(
     with opened(db, writes=not options.dry_run) as database:
         dialect = dialect_for(database.engine)
         created_before = set(resume.created) if resume else set()
-        plan = _plan(database.engine, dialect, summary, options, created_before)
+        plan, owed = _plan(database.engine, dialect, summary, options, created_before)
         if plan.problems:
             raise ValidationError(summary.name, plan.problems)
         result = RestoreResult(summary.name, database.display_url, dry_run=options.dry_run)
@@ -124,6 +133,7 @@ def restore(
             )
         run = _Run(database.engine, dialect, file, summary, plan, options, result, state, progress)
         run.on_created = on_created
+        run.owed = owed
         run.execute(should_stop, on_checkpoint, dict(resume.done) if resume else {})
     result.seconds = time.perf_counter() - started
     log.info(
@@ -143,15 +153,30 @@ def _plan(
     summary: FileSummary,
     options: RestoreOptions,
     created_before: Collection[str] = (),
-) -> RestorePlan:
-    schema = _reflect(engine, dialect)
-    return build_plan(summary, schema, dialect.name, options, created_before=created_before)
+) -> tuple[RestorePlan, PendingDDL]:
+    """The plan, and the DDL earlier runs left owing: their tables count as created before."""
+    with engine.connect() as conn:
+        schema = reflect(conn, dialect.json_columns(conn.connection.driver_connection))
+        owed = pending.take(conn, schema, dialect.name)
+    held = {name: spec for name, spec in owed.specs.items() if name in schema.specs}
+    plan = build_plan(
+        summary, schema, dialect.name, options, created_before={*created_before, *held}, created_from=held
+    )
+    planned = {tp.name for tp in plan.tables}
+    plan.warnings += [
+        f"table {name!r}: a restore that stopped created it without its indexes and foreign keys; "
+        "restore that table again to add them"
+        for name in held
+        if name not in planned
+    ]
+    return plan, owed
 
 
 def _reflect(engine: sa.Engine, dialect: Dialect) -> Schema:
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        return reflect(conn, dialect.json_columns(raw))
+        schema = reflect(conn, dialect.json_columns(conn.connection.driver_connection))
+        pending.take(conn, schema, dialect.name)
+        return schema
 
 
 class _Run:
@@ -179,6 +204,10 @@ class _Run:
         self.state = state
         self.report = report
         self.on_created: Callable[[list[str]], None] | None = None
+        self.owed = PendingDDL()
+        self.in_place: set[str] = set()
+        """Tables written as upserts although the mode is `replace` (rows were kept)."""
+        self.kept: dict[str, int] = {}
 
     def execute(
         self,
@@ -222,6 +251,7 @@ class _Run:
             for tp in self.plan.tables:
                 if tp.source not in simulated:
                     apply_deferred(tp, ctx, self.result.tables[tp.source])
+            self._report_kept()
             if not options.dry_run:
                 self._finish_created_tables(ctx)
                 dialect.advance_sequences(
@@ -233,11 +263,16 @@ class _Run:
             exc.result = self.result
             raise
         except Exception as exc:
-            if not dialect.is_record_error(exc) and not isinstance(exc, sa.exc.DBAPIError):
-                raise
-            raise RestoreAborted(
-                f"the database failed: {dialect.error_message(exc)}", result=self.result
-            ) from exc
+            if not raised_by_driver(exc) and not isinstance(exc, OSError):
+                raise  # a bug in rowvault: not the database's failure
+            cause = translate(exc)
+            if cause is not None:
+                reason = str(cause)
+            elif isinstance(exc, OSError):
+                reason = f"a file could not be written: {exc}"
+            else:
+                reason = f"the database failed: {dialect.error_message(exc)}"
+            raise RestoreAborted(reason, result=self.result) from exc
         finally:
             self.result.status = status
             try:
@@ -265,18 +300,10 @@ class _Run:
                 self._in_transaction(ctx, lambda: self._create_tables(conn))
                 if self.on_created is not None:
                     self.on_created([tp.name for tp in self.plan.created])
-        if options.mode == "replace":
-            existing = [tp for tp in self.plan.tables if not tp.create]
-
-            def empty() -> None:
-                for tp in existing:  # cycles first: their held-back keys would block deletes
-                    held = [c for d in tp.deferrals for c in d.columns]
-                    if held:
-                        dialect.clear_columns(conn, tp.target.table, held)
-                for tp in reversed(existing):
-                    dialect.delete_all(conn, tp.target.table)
-
-            self._in_transaction(ctx, empty)
+        if options.mode == "replace" and not resume:
+            self._in_transaction(ctx, partial(self._empty_for_replace, conn))
+        elif options.mode == "replace":  # the stopped run emptied them: what is there is ours
+            self.in_place.update(tp.name for tp in self.plan.tables)
         elif not resume:
             for tp in self.plan.tables:
                 if not tp.create and dialect.table_is_empty(conn, tp.target.table):
@@ -286,12 +313,65 @@ class _Run:
                 tp.fresh = False
         return simulated
 
+    def _empty_for_replace(self, conn: Any) -> None:
+        """Empty the tables to replace, but for the rows other tables' rows still refer to
+        (`plan._holders`): those stay, to be updated in place."""
+        dialect = self.dialect
+        existing = [tp for tp in self.plan.tables if not tp.create]
+        partly = [tp for tp in existing if tp.held_by]
+        tables = self._real_tables(
+            sorted({n for tp in partly for n in (tp.name, *(c for c, _ in tp.held_by))})
+        )
+        for tp in existing:  # cycles first: their held-back keys would block deletes
+            held = [c for d in tp.deferrals for c in d.columns]
+            if held:
+                dialect.clear_columns(conn, tp.target.table, held)
+        for tp in reversed([tp for tp in existing if not tp.held_by]):
+            dialect.delete_all(conn, tp.target.table)
+        for tp in reversed(partly):
+            table = tables[tp.name]
+            holders = [
+                fk
+                for child, spec in tp.held_by
+                for fk in tables[child].foreign_key_constraints
+                if fk.referred_table is table and [e.parent.name for e in fk.elements] == list(spec.columns)
+            ]
+            dialect.delete_all(conn, table, unless_referenced_by=holders)
+            kept = int(
+                dialect.execute(conn, f"SELECT count(*) FROM {dialect.qualified(table)}").fetchone()[0]
+            )
+            if kept:
+                self.kept[tp.name] = kept
+                self.in_place.add(tp.name)
+                tp.fresh = False
+
+    def _report_kept(self) -> None:
+        """A warning per replaced table that kept rows the backup does not have."""
+        for tp in self.plan.tables:
+            if tp.name not in self.kept:
+                continue
+            table_result = self.result.tables[tp.source]
+            extra = self.kept[tp.name] - table_result.updated - table_result.unchanged
+            if extra <= 0:
+                continue
+            holders = sorted({child for child, _ in tp.held_by if child != tp.name}) or [tp.name]
+            held = [c for d in tp.deferrals for c in d.columns]
+            warning = (
+                f"table {tp.source!r}: {extra} row(s) that are not in the backup were kept, "
+                f"because rows of {', '.join(map(repr, holders))} refer to them"
+                + (f" (their {', '.join(held)} emptied)" if held else "")
+                + "; restore those tables too to replace them as well"
+            )
+            log.warning("[restore] %s", warning)
+            self.result.warnings.append(warning)
+
     def _in_transaction(self, ctx: LoadContext, work: Callable[[], None]) -> None:
         ctx.tx.begin()
         try:
             work()
         except Exception:
-            ctx.tx.rollback()
+            with suppress(Exception):  # a lost connection cannot roll back: keep the real cause
+                ctx.tx.rollback()
             raise
         ctx.tx.commit()
 
@@ -306,6 +386,8 @@ class _Run:
         if self.dialect.name == "sqlite":  # SQLite's foreign keys are declared with the table
             for tp, table in zip(self.plan.created, tables, strict=True):
                 link_foreign_keys(tp.spec, table, schema.metadata.tables)
+        pending.record(self.dialect, conn, [tp.spec for tp in self.plan.created])
+        self.owed.exists = True
         for table in tables:  # all built first: SQLite's foreign keys may point forward
             log.info("[restore] creating table %s", table.name)
             self.dialect.execute(conn, str(CreateTable(table).compile(dialect=self.engine.dialect)))
@@ -327,10 +409,13 @@ class _Run:
                     self.state.advance(tp.source, done)
                     if done >= tp.count:
                         continue
+                if tp.count == 0:  # an empty array: nothing to write (replace emptied it)
+                    continue
                 self.state.enter_table(tp.source)
                 self.report(self.state)
                 log.info("[restore] table %s -> %s: %d records", tp.source, tp.name, tp.count)
                 ctx.simulate = tp.source in simulated
+                ctx.mode = "upsert" if tp.name in self.in_place else self.options.mode
                 checked_later = tp.new_table and not self.options.dry_run
                 if checked_later:  # a new table's foreign keys are checked once it is full
                     self.dialect.enforce_foreign_keys(ctx.conn, False)
@@ -354,6 +439,7 @@ class _Run:
     def _finish_created_tables(self, ctx: LoadContext) -> None:
         created = [tp for tp in self.plan.tables if tp.new_table]
         if not created:
+            self._settle_owed(ctx, [])
             return
         tables = self._real_tables([tp.name for tp in self.plan.tables])
         compile_ = self.engine.dialect
@@ -367,6 +453,17 @@ class _Run:
             for fk in spec.foreign_keys:
                 if fk.ref_table in tables:
                     self._once(ctx, partial(self._add_foreign_key, ctx, tp, tables, fk))
+        self._settle_owed(ctx, [tp.name for tp in created])
+
+    def _settle_owed(self, ctx: LoadContext, done: list[str]) -> None:
+        """Strike the tables whose DDL is in (and entries for tables that do not exist) from
+        the target's bookkeeping (`pending`)."""
+        if not self.owed.exists:
+            return
+        with self.engine.connect() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+        gone = [name for name in self.owed.specs if name not in existing]
+        self._in_transaction(ctx, partial(pending.settle, self.dialect, ctx.conn, [*done, *gone]))
 
     def _once(self, ctx: LoadContext, work: Callable[[], Any]) -> None:
         """DDL that a resumed run may find already done."""

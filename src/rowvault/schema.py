@@ -222,10 +222,46 @@ def _mysql_text(indexed: bool, length: int | None) -> TypeEngine[Any]:
     return mysql.VARCHAR(255) if indexed else mysql.LONGTEXT()
 
 
+_INTEGER_BITS = (("TINY", 8), ("SMALL", 16), ("MEDIUM", 24), ("BIG", 64))
+_MYSQL_UNSIGNED = {
+    8: mysql.TINYINT,
+    16: mysql.SMALLINT,
+    24: mysql.MEDIUMINT,
+    32: mysql.INTEGER,
+    64: mysql.BIGINT,
+}
+
+
+def _integer_bits(sql: str, affinity: bool) -> int:
+    """The width of the source's integers; SQLite's are always 64-bit, whatever the name."""
+    if affinity:
+        return 64
+    return next((bits for word, bits in _INTEGER_BITS if word in sql), 32)
+
+
+def _integer_type(ctype: ColumnType, dialect: str, indexed: bool) -> Any:
+    """An integer type that holds every value of the source column (MySQL's unsigned ones too)."""
+    sql = ctype.sql.upper()
+    bits = _integer_bits(sql, ctype.affinity)
+    if "UNSIGNED" in sql:
+        if dialect == "mysql":
+            return _MYSQL_UNSIGNED[bits](unsigned=True)
+        if bits == 64 and dialect == "postgresql" and not indexed:
+            return sa.Numeric(20, 0)  # keys stay BIGINT: serial ids, and foreign keys match them
+        bits = min(64, bits * 2)
+    if bits == 64:
+        return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    return sa.SmallInteger() if bits <= 16 else sa.Integer()
+
+
 def sa_type(ctype: ColumnType, dialect: str, *, indexed: bool, source_dialect: str | None) -> Any:
-    """The SQLAlchemy type to create a column of `ctype` on `dialect` without losing data."""
+    """The SQLAlchemy type to create a column of `ctype` on `dialect` without losing data.
+
+    A SQLite column's declared type is only an affinity: its integers are 64-bit and its text,
+    blobs and decimals unbounded, whatever the declaration says, so they are created so."""
     kind = ctype.kind
     sql = ctype.sql.upper()
+    loose = ctype.affinity or source_dialect == "sqlite"
     if dialect == source_dialect and kind not in ("integer", "json"):
         # Integers keep SQLAlchemy's types (they carry SERIAL / AUTO_INCREMENT / rowid
         # aliasing), JSON keeps them for MariaDB's JSON check.
@@ -233,19 +269,18 @@ def sa_type(ctype: ColumnType, dialect: str, *, indexed: bool, source_dialect: s
         if same is not None:
             return VettedType(same)
     if kind == "integer":
-        if "BIG" in sql:
-            return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-        return sa.SmallInteger() if "SMALL" in sql or "TINY" in sql else sa.Integer()
+        return _integer_type(replace(ctype, affinity=loose), dialect, indexed)
     if kind == "float":
         return sa.Double()
     if kind == "decimal":
-        if dialect == "mysql" and ctype.precision is None:
+        if dialect == "mysql" and (ctype.precision is None or loose):
             return mysql.DECIMAL(precision=65, scale=30)
-        return sa.Numeric(ctype.precision, ctype.scale)
+        return sa.Numeric() if loose else sa.Numeric(ctype.precision, ctype.scale)
     if kind == "string":
+        length = None if loose else ctype.length
         if dialect == "mysql":
-            return _mysql_text(indexed, ctype.length)
-        return sa.String(ctype.length) if ctype.length else sa.Text()
+            return _mysql_text(indexed, length)
+        return sa.String(length) if length else sa.Text()
     if kind == "boolean":
         return sa.Boolean()
     if kind == "date":

@@ -7,6 +7,9 @@ table of known types, and the type is spelled again from that table, with the in
 printed by Python. Text that does not fit the pattern is refused (a validation error naming
 the table and column); a well-formed name the table does not know - an enum or a domain of
 the source database - gets the portable type of the column's kind instead.
+
+`TYPELESS` marks a SQLite column declared without a type (it holds every storage class as
+given); on SQLite it is spelled as no type at all, elsewhere it gets the portable type.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from dataclasses import dataclass
 
 MAX_SQL_TYPE = 200
 MAX_PARAMETER = 65535
+TYPELESS = "ANY"
+"""The sqlType of a SQLite column without a declared type (SQLite's own word for "any type" in
+STRICT tables); reflection never reads it from a real column, which gets NUMERIC affinity."""
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -41,6 +47,8 @@ class _Rule:
     modifiers: frozenset[str] = frozenset()
     """What may follow the name (and its parameters), word for word."""
     collation: bool = False
+    spelling: str | None = None
+    """How the type is written when that is not its name ("" for no type at all)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ _SQLITE: dict[str, _Rule] = {
             "JSON",
         )
     },
+    TYPELESS: _Rule(spelling=""),
 }
 
 _KNOWN: dict[str, dict[str, _Rule]] = {"postgresql": _POSTGRESQL, "mysql": _MYSQL, "sqlite": _SQLITE}
@@ -185,6 +194,8 @@ def _spell(name: str, rule: _Rule, rest: list[str], parsed: _Parsed, dialect: st
         return None
     if parsed.dims and dialect != "postgresql":
         return None
+    if rule.spelling is not None:
+        return None if rest or parsed.args else rule.spelling
     text = name
     if parsed.args:
         text += "(" + ", ".join(str(int(a)) for a in parsed.args) + ")"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -198,8 +197,75 @@ class Dialect:
             found += int(self.execute(conn, sql, params).fetchone()[0])
         return found
 
+    # -- tables without a key: rows are counted, not matched ---------------------------------
+
+    def count_copies(self, conn: Any, target: Target, rows: Sequence[Row]) -> list[int]:
+        """How many rows equal to each of `rows` (distinct rows) the table holds, inside the
+        caller's transaction.
+
+        The rows go into a temporary table through the engine's bulk path, one pattern of
+        NULLs at a time, and one join counts them: `=` on the other columns, `IS NULL` on those,
+        so SQLite and MariaDB look the rows up in the match index (`prepare_table`) and
+        PostgreSQL hashes them (with no filter on the temporary table, whose size the planner
+        then sees). A value a column cannot take is refused here, as the table would refuse it."""
+        copies = self._copies_target(target)
+        self.execute(conn, str(copies.statements["create"]))
+        by_nulls: dict[tuple[int, ...], list[Row]] = {}
+        for i, row in enumerate(rows):
+            nulls = tuple(p for p, v in enumerate(row) if v is None) if None in row else ()
+            by_nulls.setdefault(nulls, []).append((i, *row))
+        found = [0] * len(rows)
+        for nulls, staged in by_nulls.items():
+            self.execute(conn, f"DELETE FROM {self.qualified(copies.table)}")
+            self.write(conn, copies, staged, fresh=True, mode="insert")
+            # The size in the text: a driver that prepares what it runs often (psycopg) then
+            # keeps one plan per size, not the first batch's plan for every batch.
+            sql = f"{self._count_sql(target, copies, nulls)} /* {len(staged)} rows */"
+            for i, n in self.execute(conn, sql).fetchall():
+                found[int(i)] = int(n)
+        return found
+
+    def _copies_target(self, target: Target) -> Target:
+        """The temporary table of one batch's distinct rows: a row number, then the table's
+        columns with their exact types (it is made from the table itself)."""
+        if "copies" not in target.statements:
+            number = _free_name(target.columns, "rowvault_row")
+            table = target.table
+            copies = sa.Table(
+                f"rowvault_copies_{target.name}"[:60],
+                sa.MetaData(),
+                sa.Column(number, sa.Integer),
+                *(sa.Column(c, table.c[c].type) for c in target.columns),
+            )
+            staged = Target(copies, [number, *target.columns], [ColumnType("integer"), *target.types], [])
+            cols = ", ".join(self.quote(c) for c in target.columns)
+            staged.statements["create"] = (
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.qualified(copies)} AS "
+                f"SELECT 0 AS {self.quote(number)}, {cols} FROM {self.qualified(table)} WHERE 1 = 0"
+            )
+            target.statements["copies"] = staged
+        copies_target: Target = target.statements["copies"]
+        return copies_target
+
+    def _count_sql(self, target: Target, copies: Target, nulls: tuple[int, ...]) -> str:
+        key = "copies:" + ",".join(map(str, nulls))
+        if key not in target.statements:
+            t, b = target.table, copies.table
+            number = b.c[copies.columns[0]]
+            same = [
+                t.c[c].is_(None)
+                if p in nulls
+                else self.comparable(t.c[c], kind) == self.comparable(b.c[c], kind)
+                for p, (c, kind) in enumerate(zip(target.columns, target.kinds, strict=True))
+            ]
+            stmt = sa.select(number, sa.func.count()).select_from(b.join(t, sa.and_(*same))).group_by(number)
+            target.statements[key] = self.compile(stmt)[0]
+        return str(target.statements[key])
+
     def insert_missing_sql(self, target: Target) -> tuple[str, list[int]]:
-        """For tables without a key: insert a row unless an identical one exists."""
+        """An INSERT of a row unless an identical one exists, for tables without a key. The
+        write path no longer uses it (rows are counted: `count_copies`); MySQL's packet-size
+        check still measures the longest statement a record may go in with it."""
         if "insert_missing" not in target.statements:
             table = target.table
             values = [sa.bindparam(f"v_{i}", type_=table.c[c].type) for i, c in enumerate(target.columns)]
@@ -262,12 +328,8 @@ class Dialect:
         if fresh or mode in ("insert", "replace"):
             cur.executemany(self.insert_sql(target), rows)
             return Outcome(created=len(rows))
-        if not target.key:
-            sql, positions = self.insert_missing_sql(target)
-            pick = itemgetter(*positions)
-            cur.executemany(sql, [_as_tuple(pick(r)) for r in rows])
-            created = max(cur.rowcount, 0)
-            return Outcome(created=created, unchanged=len(rows) - created)
+        if not target.key:  # the caller counts copies (`count_copies`) and inserts the missing
+            raise ValueError(f"table {target.name!r} has no key: write it with mode='insert'")
         existing = self.count_existing(conn, target, rows)
         if mode == "skip":
             cur.executemany(self.skip_sql(target), rows)
@@ -303,8 +365,22 @@ class Dialect:
         sets = ", ".join(f"{self.quote(c)} = NULL" for c in columns)
         self.execute(conn, f"UPDATE {self.qualified(table)} SET {sets}")
 
-    def delete_all(self, conn: Any, table: sa.Table) -> None:
-        self.execute(conn, f"DELETE FROM {self.qualified(table)}")
+    def delete_all(
+        self, conn: Any, table: sa.Table, *, unless_referenced_by: Sequence[sa.ForeignKeyConstraint] = ()
+    ) -> None:
+        """Delete the table's rows, but those a row still refers to through one of the foreign
+        keys `unless_referenced_by` (reflected: `table` is the one they refer to)."""
+        if not unless_referenced_by:
+            self.execute(conn, f"DELETE FROM {self.qualified(table)}")
+            return
+        kept = []
+        for fk in unless_referenced_by:
+            child = fk.table.alias("rowvault_child")  # an alias: the table may refer to itself
+            kept.append(
+                sa.exists().where(*(child.c[e.parent.name] == table.c[e.column.name] for e in fk.elements))
+            )
+        stmt = sa.delete(table).where(~sa.or_(*kept))
+        self.execute(conn, str(stmt.compile(dialect=self.sa_dialect)))
 
     # -- after the load ----------------------------------------------------------------------
 
@@ -331,5 +407,8 @@ class Dialect:
         return set()
 
 
-def _as_tuple(value: Any) -> Row:
-    return value if isinstance(value, tuple) else (value,)
+def _free_name(taken: Sequence[str], name: str) -> str:
+    """`name`, with underscores added until no column of the table has it."""
+    while name in taken:
+        name += "_"
+    return name

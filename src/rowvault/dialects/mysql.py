@@ -1,12 +1,19 @@
 """MySQL and MariaDB: PyMySQL's `executemany`, which folds INSERT … ON DUPLICATE KEY UPDATE
 into multi-row statements of up to about a megabyte each; plain inserts (tables rowvault
-created or emptied, `insert` mode) go through LOAD DATA LOCAL INFILE (mysql_load)."""
+created or emptied, `insert` mode) go through LOAD DATA LOCAL INFILE (mysql_load).
+
+What the server cannot take is refused before it is sent, as a record error: a NaN or an
+infinity (its DOUBLE has neither; PyMySQL raises), a record whose statement would be larger
+than `max_allowed_packet` (the server drops the connection). MariaDB keeps JSON as text, so
+an upsert compares JSON values compacted: a document written with other spacing is unchanged.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import pymysql
@@ -17,7 +24,7 @@ from sqlalchemy.dialects import mysql
 from ..codec import ColumnType, Kind
 from .base import Dialect, Mode, Outcome, Row, Target
 from .mysql_connection import GuardedConnection
-from .mysql_load import LoadPath
+from .mysql_load import LoadPath, nonfinite
 
 log = logging.getLogger("rowvault")
 
@@ -46,6 +53,38 @@ _LOAD_SAVEPOINT = "rowvault_load"
 _JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
 
 
+_SHORT_KINDS = frozenset({"integer", "float", "boolean", "decimal", "date", "time", "datetime", "uuid"})
+_LIMIT_MARGIN = 1024
+"""Bytes of a packet kept for the statement around the values and the protocol."""
+_PACKET_TOO_LARGE = 1153  # the server's own codes for what it would have refused
+_ILLEGAL_VALUE = 1367
+
+
+class Unsendable(pymysql.err.DataError):  # type: ignore[misc]  # PyMySQL is untyped
+    """A value the server cannot take, found before it is sent: refused as the server would
+    refuse it, a record error."""
+
+
+def _text_size(rows: Sequence[Row], positions: list[int]) -> int:
+    """The characters and bytes of the batch's long columns (C speed; TypeError if a value
+    has no length)."""
+    return sum(sum(map(len, filter(None, map(itemgetter(i), rows)))) for i in positions)
+
+
+def _maybe_too_large(rows: Sequence[Row], positions: list[int], budget: int) -> list[Row]:
+    """The records whose long values, escaped in 4-byte characters, might exceed `budget`."""
+    if not positions:
+        return []
+    lengths = [
+        [len(v) if isinstance(v, (str, bytes)) else 64 for v in map(itemgetter(i), rows)] for i in positions
+    ]
+    return [
+        row
+        for row, size in zip(rows, map(sum, zip(*lengths, strict=True)), strict=True)
+        if 4 * size >= budget
+    ]
+
+
 def _long(ctype: ColumnType) -> bool:
     """TEXT and BLOB columns (and long VARCHARs) are indexed by a prefix."""
     if ctype.kind not in ("string", "json", "bytes", "other"):
@@ -61,6 +100,12 @@ class MySQLDialect(Dialect):
 
     _found_rows = False
     _load: LoadPath | None = None
+    _packet = 0
+    """The server's max_allowed_packet, read once per connection."""
+
+    @property
+    def _mariadb(self) -> bool:
+        return bool(getattr(self.sa_dialect, "is_mariadb", False))
 
     def prepare(self, conn: Any) -> None:
         self._found_rows = bool(conn.client_flag & CLIENT.FOUND_ROWS)
@@ -75,6 +120,14 @@ class MySQLDialect(Dialect):
             "SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, "
             "'STRICT_TRANS_TABLES', 'NO_AUTO_VALUE_ON_ZERO')"
         )
+        cur.execute("SELECT @@max_allowed_packet")
+        row = cur.fetchone()
+        # MySQL's smallest default (4 MiB) when the server does not say
+        self._packet = int(row[0]) if row and row[0] else 4 << 20
+        folded = pymysql.cursors.Cursor.max_stmt_length
+        if self._packet < 2 * folded:  # executemany's multi-row statements must fit too
+            small = {"max_stmt_length": max(1, self._packet // 2)}
+            conn.cursorclass = type("SmallStatements", (pymysql.cursors.Cursor,), small)
 
     def add_checked_foreign_key(self, conn: Any, sql: str) -> None:
         """With foreign_key_checks on, InnoDB adds a foreign key by copying the whole table
@@ -96,6 +149,7 @@ class MySQLDialect(Dialect):
             self._load = None
 
     def write(self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode) -> Outcome:
+        self.refuse_unsendable(conn, target, rows)
         load = self._load
         plain_insert = fresh or mode in ("insert", "replace")
         if (
@@ -106,6 +160,39 @@ class MySQLDialect(Dialect):
         ):
             return Outcome(created=len(rows))
         return super().write(conn, target, rows, fresh=fresh, mode=mode)
+
+    def refuse_unsendable(self, conn: Any, target: Target, rows: Sequence[Row]) -> None:
+        """Raise Unsendable for a batch holding a value the server cannot take, before any of
+        it is sent (the bisection then names the record)."""
+        for i, kind in enumerate(target.kinds):
+            if kind == "float" and (bad := nonfinite(rows, i)) is not None:
+                raise Unsendable(
+                    _ILLEGAL_VALUE,
+                    f"column {target.columns[i]!r}: {bad} cannot be stored: MariaDB/MySQL DOUBLE "
+                    "and FLOAT columns hold no NaN or infinity",
+                )
+        if not self._packet:
+            return
+        # The longest statement a record may go in; a table without a key sends it twice.
+        sql, times = (self.upsert_sql(target), 1) if target.key else (self.insert_missing_sql(target)[0], 2)
+        room = (self._packet - len(sql) - _LIMIT_MARGIN) // times
+        positions = [i for i, kind in enumerate(target.kinds) if kind not in _SHORT_KINDS]
+        budget = room - 32 * len(target.columns)  # what the short values may take, at most
+        try:
+            if 4 * _text_size(rows, positions) < budget:
+                return  # even escaped, in 4-byte characters, every record fits
+        except TypeError:
+            pass
+        for row in _maybe_too_large(rows, positions, budget):
+            size = len(conn.escape(tuple(row)).encode(conn.encoding, "surrogateescape"))
+            if size > room:
+                size *= times
+                raise Unsendable(
+                    _PACKET_TOO_LARGE,
+                    f"the record is {size:,} bytes as an INSERT statement, more than the "
+                    f"server's max_allowed_packet ({self._packet:,} bytes) lets through; "
+                    "raise max_allowed_packet on the server to restore it",
+                )
 
     def _load_batch(self, conn: Any, load: LoadPath, target: Target, rows: list[Row]) -> bool:
         """LOAD DATA the batch; True if the server took every row without a warning, else
@@ -167,7 +254,16 @@ class MySQLDialect(Dialect):
 
     def comparable(self, expr: Any, kind: Kind) -> Any:
         # A FLOAT column holds single precision: compare as MySQL prints it, not as a double.
-        return sa.cast(expr, mysql.CHAR()) if kind == "float" else expr
+        if kind == "float":
+            return sa.cast(expr, mysql.CHAR())
+        if kind == "json" and self._mariadb:
+            return sa.func.IF(sa.func.JSON_VALID(expr), sa.func.JSON_COMPACT(expr), expr)
+        return expr
+
+    def _compact(self, ref: str) -> str:
+        """MariaDB's JSON (text) compacted for comparing; text that is not JSON as it is (a
+        JSON function's complaint about it is an error under the strict sql_mode)."""
+        return f"IF(JSON_VALID({ref}), JSON_COMPACT({ref}), {ref})"
 
     def _insert(self, target: Target) -> Any:
         return mysql.insert(target.table).values(
@@ -185,7 +281,17 @@ class MySQLDialect(Dialect):
         # Two rows of the key column itself: an error, and of the key's type (MariaDB checks).
         fail: Any = sa.literal_column(f"(SELECT {ref} UNION ALL SELECT {ref})")
         guard = (first, sa.case((same_key, table.c[first]), else_=fail))
-        return stmt.on_duplicate_key_update([guard, *((c, self._new(table, c)) for c in columns)])
+        kinds = dict(zip(target.columns, target.kinds, strict=True))
+        return stmt.on_duplicate_key_update([guard, *((c, self._value(table, c, kinds[c])) for c in columns)])
+
+    def _value(self, table: sa.Table, column: str, kind: Kind) -> Any:
+        """What an upsert sets: the new value, except that MariaDB's JSON text equal as JSON
+        to the stored one keeps the stored one (so the row is unchanged, not rewritten)."""
+        if kind != "json" or not self._mariadb:
+            return self._new(table, column)
+        old, new = self.quote(column), f"VALUES({self.quote(column)})"
+        same = f"{self._compact(old)} <=> {self._compact(new)}"
+        return sa.literal_column(self.plain(f"IF({same}, {old}, {new})"), type_=table.c[column].type)
 
     def _new(self, table: sa.Table, column: str) -> Any:
         """The value the row came with, `VALUES(column)`: SQLAlchemy's `stmt.inserted` escapes a

@@ -1,16 +1,44 @@
-"""SQLite: `executemany` of INSERT … ON CONFLICT DO UPDATE through the sqlite3 module."""
+"""SQLite: `executemany` of INSERT … ON CONFLICT DO UPDATE through the sqlite3 module.
+
+JSON is text here: an upsert compares it as `json()` prints it (compact), so a document
+stored with other spacing is unchanged, not rewritten; text that is not JSON compares as is.
+A NaN is refused before it is sent: SQLite would store it as NULL.
+"""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from .base import Dialect, Row, Target
+from ..codec import Kind
+from .base import Dialect, Mode, Outcome, Row, Target
+
+
+class Unstorable(sqlite3.DataError):
+    """A value SQLite would change (a NaN becomes NULL), refused before it is sent."""
+
+
+def _has_nan(rows: Sequence[Row], position: int) -> bool:
+    values = list(filter(None, map(itemgetter(position), rows)))
+    try:
+        if not math.isnan(math.fsum(values)):
+            return False  # one sum at C speed answers for a column without NaN
+    except (OverflowError, ValueError, TypeError):
+        pass
+    return any(isinstance(v, float) and math.isnan(v) for v in values)
+
+
+def _as_json(expr: Any) -> Any:
+    """JSON text compacted for comparing (json() fails on text that is not JSON)."""
+    valid = sa.func.json_valid(expr) == sa.literal_column("1")  # a literal, not a parameter
+    return sa.case((valid, sa.func.json(expr)), else_=expr)
 
 
 class SQLiteDialect(Dialect):
@@ -43,6 +71,22 @@ class SQLiteDialect(Dialect):
             return "too big" in text or "datatype mismatch" in text
         return False
 
+    def write(self, conn: Any, target: Target, rows: list[Row], *, fresh: bool, mode: Mode) -> Outcome:
+        for i, kind in enumerate(target.kinds):
+            if kind == "float" and _has_nan(rows, i):
+                raise Unstorable(
+                    f"column {target.columns[i]!r}: NaN cannot be stored: SQLite stores a NaN as NULL"
+                )
+        return super().write(conn, target, rows, fresh=fresh, mode=mode)
+
+    def error_message(self, exc: BaseException, target: Target | None = None) -> str:
+        if isinstance(exc, OverflowError):
+            return "the integer is beyond SQLite's 64-bit range (-2^63 to 2^63-1)"
+        return super().error_message(exc, target)
+
+    def comparable(self, expr: Any, kind: Kind) -> Any:
+        return _as_json(expr) if kind == "json" else expr
+
     def count_existing(self, conn: Any, target: Target, rows: Sequence[Row]) -> int:
         """One statement for any batch size: the keys travel as one JSON array."""
         idx = target.key_index
@@ -72,11 +116,14 @@ class SQLiteDialect(Dialect):
             updatable = target.updatable
             if updatable:
                 excluded = stmt.excluded
+                kinds = dict(zip(target.columns, target.kinds, strict=True))
                 stmt = stmt.on_conflict_do_update(
                     index_elements=target.key,
                     set_={c: excluded[c] for c in updatable},
-                    where=sa.tuple_(*(table.c[c] for c in updatable)).is_distinct_from(
-                        sa.tuple_(*(excluded[c] for c in updatable))
+                    where=sa.tuple_(
+                        *(self.comparable(table.c[c], kinds[c]) for c in updatable)
+                    ).is_distinct_from(
+                        sa.tuple_(*(self.comparable(excluded[c], kinds[c]) for c in updatable))
                     ),
                 )
             else:

@@ -469,11 +469,17 @@ class JobRunner:
 
     def recover(self) -> list[str]:
         """At start: jobs whose process is gone become `interrupted` (and free their lock)."""
-        dead = {job.owner for job in self.store.active() if job.owner and _gone(job.owner)}
-        return self.store.interrupt_stale(stale_after=STALE_AFTER_SECONDS, dead_owners=dead)
+        return interrupt_gone(self.store)
 
 
-def _gone(owner: str) -> bool:
+def interrupt_gone(store: StateStore) -> list[str]:
+    """Jobs whose process is gone (known at once for this host's processes, else from the
+    heartbeat that stopped) become `interrupted` and free their lock; returns their ids."""
+    dead = {job.owner for job in store.active() if job.owner and owner_gone(job.owner)}
+    return store.interrupt_stale(stale_after=STALE_AFTER_SECONDS, dead_owners=dead)
+
+
+def owner_gone(owner: str) -> bool:
     """Whether the process `host:pid` is known to be gone (only this host can tell)."""
     host, _, pid = owner.rpartition(":")
     if host != this_process().rpartition(":")[0] or not pid.isdigit():

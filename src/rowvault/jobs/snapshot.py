@@ -3,7 +3,11 @@
 Before a restore writes, its job can back up the tables it is about to write into (whole
 tables: the rows it updates and the rows it leaves, so the snapshot is exactly what was
 there). Undo is then a restore of the snapshot in `replace` mode - each table back to what
-it held - after emptying the tables the restore itself created.
+it held - after emptying the tables the restore itself created. The snapshot holds only the
+tables the restore wrote into, while other tables may refer to their rows: replace keeps
+those rows and puts the snapshot's values back in place, so undo works for a backup of a
+few tables too (a row the undone restore added that another table has come to refer to
+since is kept, with a warning).
 """
 
 from __future__ import annotations

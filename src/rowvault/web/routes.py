@@ -24,7 +24,7 @@ from ..backup import check_options
 from ..errors import RowvaultError
 from ..jobs import Job, JobRunner
 from ..jobs.model import new_job_id
-from ..jobs.runner import STALE_AFTER_SECONDS
+from ..jobs.runner import STALE_AFTER_SECONDS, owner_gone
 from ..jobs.worker import WorkerPool
 from ..limits import ReadLimits
 from ..matching import normalize
@@ -118,7 +118,10 @@ def _job_or_404(service: Service, job_id: str) -> Job:
     job = store.get(job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job with id {job_id!r}")
-    stale = job.status == "running" and (job.heartbeat_at or 0) < time.time() - STALE_AFTER_SECONDS
+    stale = job.status == "running" and (
+        (job.heartbeat_at or 0) < time.time() - STALE_AFTER_SECONDS
+        or (job.owner is not None and owner_gone(job.owner))
+    )
     if stale:  # its process is gone
         job.interrupt()
         store.save(job)
