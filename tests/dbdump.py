@@ -63,3 +63,20 @@ def _value(value: Any, portable: bool, is_json: bool) -> Any:
 
 def counts(url: str) -> dict[str, int]:
     return {name: len(rows) for name, rows in dump(url).items()}
+
+
+def run(url: str, *statements: str) -> None:
+    """Run SQL statements in one transaction (test set-up)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        found = [tuple(r) for r in conn.exec_driver_sql(sql).fetchall()]
+    engine.dispose()
+    return found

@@ -36,6 +36,22 @@ def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_slow_restore(backup: Path, target: Path, home: Path, output: int) -> subprocess.Popen[str]:
+    """`rowvault restore` in batches of 100 with a pause, returned well into its batches."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rowvault.cli", "restore", str(backup), "--db", str(target)],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(home, RESTORE_BATCH_SIZE="100", RESTORE_BATCH_DELAY_MS="100"),
+    )
+    deadline = time.monotonic() + 60
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    return process
+
+
 @pytest.fixture
 def backup_file(tmp_path: Path) -> Path:
     build_demo(tmp_path / "source.db", 3000)
@@ -46,18 +62,7 @@ def backup_file(tmp_path: Path) -> Path:
 
 def test_ctrl_c_cancels_the_job_after_the_current_batch(backup_file: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    slow = env(home, RESTORE_BATCH_SIZE="100", RESTORE_BATCH_DELAY_MS="100")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rowvault.cli", "restore", str(backup_file), "--db", str(tmp_path / "t.db")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=slow,
-    )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "t.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)  # well into the batches
+    process = start_slow_restore(backup_file, tmp_path / "t.db", home, subprocess.PIPE)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1, output
@@ -71,17 +76,7 @@ def test_ctrl_c_cancels_the_job_after_the_current_batch(backup_file: Path, tmp_p
 
 def test_a_killed_restore_shows_interrupted_at_once(backup_file: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    slow = env(home, RESTORE_BATCH_SIZE="100", RESTORE_BATCH_DELAY_MS="100")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rowvault.cli", "restore", str(backup_file), "--db", str(tmp_path / "t.db")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=slow,
-    )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "t.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)
+    process = start_slow_restore(backup_file, tmp_path / "t.db", home, subprocess.DEVNULL)
     process.kill()
     process.wait(10)
     listed = json.loads(cli("jobs", "--json", home=home).stdout)

@@ -10,27 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 import rowvault
 
+from .dbdump import rows, run
+
 BIG = '{"n": 12345678901234567890123, "d": 0.1000000000000000000001, "neg": -9223372036854775809}'
-
-
-def run(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-    engine.dispose()
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        found = [tuple(r) for r in conn.exec_driver_sql(sql).fetchall()]
-    engine.dispose()
-    return found
 
 
 def as_json(text: str) -> Any:

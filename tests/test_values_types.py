@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 import rowvault
+
+from .dbdump import rows, run
 
 SQLITE_SOURCE = [
     "CREATE TABLE things (id INTEGER PRIMARY KEY, n INTEGER, small SMALLINT, r REAL,"
@@ -25,22 +26,6 @@ SQLITE_SOURCE = [
     "INSERT INTO things VALUES (3, 2147483648, 0, -1.5, '', 12345678.125, 1.5)",
     "INSERT INTO things VALUES (4, NULL, NULL, NULL, NULL, NULL, x'00ff')",
 ]
-
-
-def run(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-    engine.dispose()
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        found = [tuple(r) for r in conn.exec_driver_sql(sql).fetchall()]
-    engine.dispose()
-    return found
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
