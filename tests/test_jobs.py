@@ -40,3 +40,14 @@ def test_finished_progress_is_stored_with_the_final_status(tmp_path: Path) -> No
     final = finished.progress_record()
     assert (final["model"], final["status"]) == ("completed", "completed")
     assert final["processed"] == final["total"] == 3000
+
+
+def test_the_state_store_makes_its_home_folder(tmp_path: Path) -> None:
+    from rowvault.jobs import StateStore
+
+    store = StateStore(f"sqlite:///{tmp_path / 'new' / 'home' / 'state.db'}")
+    try:
+        assert store.recent() == []
+    finally:
+        store.close()
+    assert (tmp_path / "new" / "home" / "state.db").exists()

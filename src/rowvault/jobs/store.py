@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -111,6 +112,9 @@ class StateStore:
             self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+                folder = self.engine.url.database
+                if folder and folder != ":memory:" and not folder.startswith("file:"):
+                    Path(folder).parent.mkdir(parents=True, exist_ok=True)  # a new ROWVAULT_HOME
             metadata.create_all(self.engine)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
