@@ -185,6 +185,7 @@ def test_a_backup_onto_a_full_disk(big_backup: Path, small_disk: Path) -> None:
     source = big_backup.parent / "source.db"
     run = rowvault_cli("backup", "--db", str(source), "-o", str(small_disk / "b.json"))
     assert_one_error_line(run, "the disk is full", "free some space")
+    assert str(small_disk / "b.json") in run.stderr + run.stdout  # names the file
     assert list(small_disk.iterdir()) == []  # no partial file left
 
 

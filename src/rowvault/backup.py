@@ -8,7 +8,9 @@ are exactly the records that follow.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
@@ -21,7 +23,7 @@ from . import __version__
 from .codec import Screen, backup_default, backup_encoder, backup_screen
 from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for
-from .errors import BackupAborted, OptionError
+from .errors import BackupAborted, DiskFull, OptionError
 from .fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from .matching import match_names
 from .options import BackupOptions
@@ -233,7 +235,8 @@ def _write(
         "tables": {t: schema.specs[t].with_count(counts[t]).to_dict() for t in names},
     }
     writer = BackupWriter(dest, compress=options.compress)
-    result = BackupResult(path=str(getattr(dest, "name", dest)))
+    where = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else getattr(dest, "name", "<stream>")
+    result = BackupResult(path=str(where))
     try:
         writer.write_metadata(metadata)
         for name in names:
@@ -255,10 +258,12 @@ def _write(
             result.tables[name] = written
             log.info("[backup] %s: %d records", name, written)
         writer.close()
-    except BaseException:
+    except BaseException as exc:
         writer.abort()
         state.finish("error")
         progress(state)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # name the file, not the disk
+            raise DiskFull(exc.strerror or str(exc), path=result.path) from exc
         raise
     result.bytes_written = writer.bytes_written
     state.finish("completed")
