@@ -51,3 +51,18 @@ def test_the_state_store_makes_its_home_folder(tmp_path: Path) -> None:
     finally:
         store.close()
     assert (tmp_path / "new" / "home" / "state.db").exists()
+
+
+def test_only_a_job_that_stopped_part_way_is_resumable() -> None:
+    from rowvault.jobs import Job
+
+    def job(status: str, checkpoint: dict[str, Any]) -> Job:
+        found = Job(id="j", kind="restore", target="t", target_key="t", checkpoint=checkpoint)
+        found.status = status  # type: ignore[assignment]
+        return found
+
+    assert job("cancelled", {}).resumable and job("interrupted", {}).resumable
+    assert job("error", {"done": {"users": 500}}).resumable
+    assert job("error", {"created": ["users"]}).resumable
+    assert not job("error", {}).resumable  # refused before its first write: run it again
+    assert not job("completed", {"done": {"users": 500}}).resumable

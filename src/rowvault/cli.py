@@ -273,11 +273,7 @@ def _report_job(job: Job, json_output: bool) -> None:
         restore_summary(result)
     if job.status != "completed":
         error(job.error or f"the restore ended {job.status}")
-        if (
-            job.status in ("cancelled", "interrupted")
-            or job.checkpoint.get("done")
-            or job.checkpoint.get("created")
-        ):
+        if job.resumable:
             plain(f"job {job.id}: resume it with `rowvault resume {job.id}`")
         else:
             plain(f"job {job.id}: nothing was written; run the restore again once the problem is fixed")

@@ -63,6 +63,15 @@ class Job:
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def resumable(self) -> bool:
+        """Whether resuming can carry on: it stopped part-way (cancelled, interrupted), or it
+        failed after writing something. A run refused before its first write (validation, a
+        connection that failed) has nothing to carry on from: it is run again instead."""
+        if self.status in ("cancelled", "interrupted"):
+            return True
+        return self.status == "error" and bool(self.checkpoint.get("done") or self.checkpoint.get("created"))
+
     # -- transitions -------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -192,6 +192,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         snapshot=_has_snapshot(job),
         undoOf=job.options.get("undoOf"),
         undoneBy=job.options.get("undoneBy"),
+        resumable=job.resumable,
         error=job.error,
         result={k: job.result.get(k) for k in ("success", "processed", "total", "results")}
         if job.result

@@ -598,7 +598,7 @@ function renderProgress(p) {
   renderStats(p, status);
   renderTableBars(p.counts || {}, p.model, status);
   renderErrors(p.errors || [], Number(p.errorCount) || 0);
-  renderActions(status, Number(p.errorCount) || 0);
+  renderActions(status, Number(p.errorCount) || 0, p.resumable);
   $("errors-empty").textContent = FINAL.has(status) ? "No errors." : "No errors so far.";
 }
 
@@ -685,9 +685,9 @@ function showErrorCount(listed, total) {
   showMessage(more, total > listed ? `Showing the first ${formatInt(listed)} of ${formatInt(total)} errors; the error report has them all.` : "");
 }
 
-function renderActions(status, errorCount) {
+function renderActions(status, errorCount, resumable) {
   show($("cancel"), RUNNING.has(status));
-  show($("resume"), RESUMABLE.has(status));
+  show($("resume"), resumable === undefined ? RESUMABLE.has(status) : resumable);
   show($("again"), FINAL.has(status));
   const report = $("error-report");
   report.href = `/api/backup/jobs/${encodeURIComponent(watch.id)}/errors`;
@@ -723,6 +723,7 @@ function renderJobSummary(job) {
   const results = job.result && job.result.results;
   if (results) renderSummary(results, job, dryRun);
   show($("undo"), Boolean(job.snapshot) && FINAL.has(job.status) && !job.undoneBy && !dryRun);
+  if (job.resumable !== undefined) show($("resume"), job.resumable);
   if (job.undoneBy) showJobMessage(`This restore was undone (job ${job.undoneBy}).`, "warn");
 }
 
@@ -731,7 +732,9 @@ const SUMMARY_COLUMNS = ["Created", "Updated", "Unchanged", "Failed"];
 /** Why a job ended without completing, and what Resume would do. */
 function stoppedNote(job) {
   const records = `${formatInt(job.processed)} of ${formatInt(job.total)} records`;
-  const resume = "Resume carries on from the last committed batch.";
+  const resume = job.resumable === false
+    ? "Nothing was written: fix the problem and start the restore again."
+    : "Resume carries on from the last committed batch.";
   if (job.status === "error") return `The restore failed after ${records}: ${job.error || "unknown error"}. ${resume}`;
   if (job.status === "cancelled") return `Cancelled after ${records}. ${resume}`;
   if (job.status === "interrupted") return `The process running this restore stopped after ${records}. ${resume}`;
