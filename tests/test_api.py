@@ -118,8 +118,8 @@ def test_the_token_is_required_when_set(backup_file: Path, target: str, tmp_path
 @pytest.mark.parametrize(
     ("body", "content_type", "words"),
     [
-        (b"this is not json", "application/json", "not valid JSON"),
-        (b'[{"id": 1}]', "application/json", "top level is an array"),
+        (b"this is not json", "application/json", "text that is not JSON"),
+        (b'[{"id": 1}]', "application/json", "a JSON array"),
         (b"\x1f\x8b\x08\x00garbage-not-really-gzip", "application/gzip", "gzip"),
         (b'{"no_such_table": [{"id": 1}]}', "application/json", "'no_such_table'"),
         (b"", "application/json", "empty"),

@@ -44,7 +44,9 @@ def refused(target: str, path: Path, error: type[Exception], *words: str) -> Non
 def test_a_file_that_is_not_json_is_refused(target: str, tmp_path: Path) -> None:
     path = tmp_path / "notes.json"
     path.write_text("these are not the records you are looking for\n")
-    refused(target, path, BackupFileError, "notes.json", "not valid JSON")
+    refused(
+        target, path, BackupFileError, "notes.json", "not a rowvault or JSON backup", "text that is not JSON"
+    )
 
 
 def test_a_truncated_file_is_refused(target: str, good_backup: Path, tmp_path: Path) -> None:
@@ -70,7 +72,7 @@ def test_a_truncated_pretty_printed_file_is_refused(target: str, tmp_path: Path)
 
 def test_a_top_level_array_is_refused(target: str, tmp_path: Path) -> None:
     path = write_json(tmp_path / "array.json", [{"id": 1}, {"id": 2}])
-    refused(target, path, BackupFileError, "array.json", "top level is an array")
+    refused(target, path, BackupFileError, "array.json", "not a rowvault or JSON backup", "a JSON array")
 
 
 def test_a_table_that_is_not_an_array_is_refused(target: str, tmp_path: Path) -> None:
@@ -96,7 +98,7 @@ def test_an_unknown_column_is_refused_by_name(target: str, tmp_path: Path) -> No
 def test_a_gz_file_that_is_not_gzip_is_refused(target: str, tmp_path: Path) -> None:
     path = tmp_path / "backup.json.gz"
     path.write_bytes(b"PK\x03\x04 this is a zip file, not gzip" * 10)
-    refused(target, path, BackupFileError, "backup.json.gz", "not a gzip file")
+    refused(target, path, BackupFileError, "backup.json.gz", "not a rowvault or JSON backup", "a ZIP archive")
 
 
 def test_corrupt_gzip_data_is_refused(target: str, good_backup: Path, tmp_path: Path) -> None:

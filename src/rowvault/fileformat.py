@@ -35,6 +35,7 @@ import orjson
 from .errors import BackupFileError
 from .limits import MAX_LINE_BYTES, RATIO_AFTER_BYTES, ReadLimits, describe_size
 from .linelayout import line_reader, records, table_name
+from .sniff import looks_like_json, not_a_backup
 
 FORMAT = "rowvault"
 FORMAT_VERSION = 1
@@ -161,11 +162,12 @@ def open_stream(
         owned = isinstance(source, (str, os.PathLike))
         gunzip = GunzipStream(raw, close_source=owned, limits=limits, name=name)
         return io.BufferedReader(gunzip, buffer_size=1 << 20), True
-    if name.endswith(".gz") and head:
-        text = head + _peek(raw, 16)[2:]
-        if not text.lstrip().startswith(b"{"):
-            raw.close()
-            raise BackupFileError(name, "not a gzip file and not JSON: the file is not a backup")
+    if head:
+        start = _peek(raw, 512)
+        if not looks_like_json(start):
+            if isinstance(source, (str, os.PathLike)):
+                raw.close()
+            raise not_a_backup(name, start)
     return raw, False
 
 

@@ -35,6 +35,7 @@ from .jsonlayout import JsonLayout, first_member_ends
 from .limits import ReadLimits
 from .linelayout import LineTooLong, check_region, line_reader, split_region, table_name
 from .schema import TableSpec
+from .sniff import looks_like_json, not_a_backup
 
 Layout = Literal["lines", "json"]
 _READ_ERRORS = READ_ERRORS
@@ -150,6 +151,9 @@ class BackupFile:
     def scan(self) -> FileSummary:
         """Read the whole file once and check its structure; raises BackupFileError."""
         with self._open() as (stream, compressed):
+            head = _head(stream, self.name)
+            if compressed and not looks_like_json(head):
+                raise not_a_backup(self.name, head, compressed=True)
             first = self._first_line(stream)
             if len(first) <= self.limits.max_line_bytes and not first.strip():
                 raise BackupFileError(self.name, "the file is empty: it is not a backup")
@@ -273,3 +277,16 @@ def _collect_keys(keys: set[str], region: bytes) -> None:
             continue  # the write pass reports it as a record error
         if isinstance(record, dict):
             keys.update(record)
+
+
+def _head(stream: IO[bytes], name: str, size: int = 512) -> bytes:
+    """The first bytes of the (decompressed) stream, left in place for the reader."""
+    try:
+        if hasattr(stream, "peek"):
+            return bytes(stream.peek(size)[:size])
+        position = stream.tell()
+        head = stream.read(size)
+        stream.seek(position)
+        return head
+    except _READ_ERRORS as exc:
+        raise read_failure(name, exc) from exc
