@@ -13,14 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
-from rowvault.codec import (
-    ColumnType,
-    backup_encoder,
-    clock_time,
-    column_type,
-    iso_duration,
-    restore_decoder,
-)
+from rowvault.codec import ColumnType, column_type, restore_decoder
+from rowvault.encoding import backup_encoder, clock_time, iso_duration
 
 DIALECTS = ["sqlite", "postgresql", "mysql"]
 

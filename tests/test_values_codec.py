@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from rowvault.codec import ColumnType, backup_encoder, column_type, restore_decoder, stored_json
+from rowvault.codec import ColumnType, column_type, restore_decoder
+from rowvault.encoding import backup_encoder, stored_json
 from rowvault.schema import VettedType, sa_type
 from rowvault.typenames import TYPELESS, vetted_type
 

@@ -20,9 +20,9 @@ import orjson
 import sqlalchemy as sa
 
 from . import __version__
-from .codec import Screen, backup_default, backup_encoder, backup_screen
 from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for
+from .encoding import Screen, backup_default, backup_encoder, backup_screen
 from .errors import BackupAborted, DiskFull, OptionError
 from .fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from .matching import match_names

@@ -33,10 +33,10 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from . import pending
 from .batching import BatchSizer, Transactions
-from .codec import backup_encoder, json_default
 from .database import DatabaseLike, opened
 from .dberrors import raised_by_driver, translate
 from .dialects import Dialect, dialect_for
+from .encoding import backup_encoder, json_default
 from .errors import RestoreAborted, ValidationError
 from .fileformat import Section, Source
 from .loader import LoadContext, TableLoader, apply_deferred, format_key

@@ -7,7 +7,7 @@ equality, and its text keeps the writer's spacing), intervals as their text (`1 
 `30 days` are equal intervals, but not the same value).
 
 Values are read as they are stored: intervals as ISO 8601 text (psycopg's timedelta has no
-months), JSON through `codec.stored_json` (no digit of a number lost).
+months), JSON through `encoding.stored_json` (no digit of a number lost).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from psycopg import errors as pgerrors
 from psycopg.types.json import set_json_loads
 from psycopg.types.string import TextLoader
 
-from ..codec import Kind, stored_json
+from ..codec import Kind
+from ..encoding import stored_json
 from .base import Dialect, Mode, Outcome, Row, Target
 
 _CAST_TO_TEXT: frozenset[str] = frozenset({"json", "other", "interval"})
