@@ -5,6 +5,7 @@ rejected records; ids in messages are spelled as in the file."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -87,11 +88,9 @@ def test_a_server_that_does_not_answer(backup_file: Path) -> None:
 # -- after the data ------------------------------------------------------------------------
 
 
-def test_a_connection_lost_while_foreign_keys_are_added(
-    make_db: Callable[[str], str], tmp_path: Path
-) -> None:
-    """The restore creates `children`; its foreign key to `parents` comes after the data. The
-    test holds a lock that only adding that key waits for, then kills the restore's backend."""
+def _parents_and_children(make_db: Callable[[str], str], tmp_path: Path) -> tuple[Path, str]:
+    """A backup of `parents` and `children`, and a target that holds `parents` already: the
+    restore creates `children`, whose foreign key to `parents` comes after the data."""
     source, target = make_db("postgresql"), make_db("postgresql")
     metadata = sa.MetaData()
     parents = sa.Table("parents", metadata, sa.Column("id", sa.Integer, primary_key=True))
@@ -113,6 +112,19 @@ def test_a_connection_lost_while_foreign_keys_are_added(
     parents.to_metadata(sa.MetaData()).create(target_engine)
     with target_engine.begin() as conn:
         conn.execute(parents.insert(), [{"id": i} for i in range(50)])
+    target_engine.dispose()
+    return path, target
+
+
+@pytest.mark.parametrize("retries", [0, 5])
+def test_a_connection_lost_while_foreign_keys_are_added(
+    make_db: Callable[[str], str], tmp_path: Path, retries: int
+) -> None:
+    """The test holds a lock that only adding the foreign key waits for, then kills the
+    restore's backend. With retries the restore waits on a new connection and finishes once
+    the lock is gone; without, it stops with one line that says how to go on."""
+    path, target = _parents_and_children(make_db, tmp_path)
+    target_engine = sa.create_engine(target)
     locker = target_engine.connect()
     locker.exec_driver_sql(
         "LOCK TABLE parents IN ROW EXCLUSIVE MODE"
@@ -122,19 +134,34 @@ def test_a_connection_lost_while_foreign_keys_are_added(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "ROWVAULT_RETRIES": str(retries)},
     )
     try:
         pid = _wait_for_lock(target_engine, "ALTER TABLE")
         with target_engine.connect() as conn:
             conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        if retries:
+            again = _wait_for_lock(target_engine, "ALTER TABLE")  # the same step, a new backend
+            assert again != pid
+            locker.rollback()
         out, err = restore.communicate(timeout=60)
     finally:
         restore.kill()
         locker.rollback()
         locker.close()
-        target_engine.dispose()
     run = subprocess.CompletedProcess(restore.args, restore.returncode, out, err)
-    assert_one_error_line(run, "the connection to the database was lost", "rowvault resume")
+    if not retries:
+        target_engine.dispose()
+        assert_one_error_line(run, "the connection to the database was lost", "rowvault resume")
+        return
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert "trying again on a new connection" in run.stderr
+    with target_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM children").scalar() == 500
+        fks = sa.inspect(conn).get_foreign_keys("children")
+    target_engine.dispose()
+    assert [fk["referred_table"] for fk in fks] == ["parents"]
 
 
 def _wait_for_lock(engine: sa.Engine, query: str) -> int:

@@ -19,6 +19,7 @@ WIRE_KEYS = {
     "finishedAt",
     "rate",
     "etaSeconds",
+    "retrying",
 }
 
 

@@ -31,6 +31,7 @@ from .ordering import Edge, plan_order
 from .pending import PENDING_TABLE
 from .progress import Progress, ProgressCallback, null_progress, utc_now
 from .results import BackupResult
+from .retry import GaveUp, Retries, transient
 from .schema import Schema, TableSpec, reflect
 
 log = logging.getLogger("rowvault.backup")
@@ -55,17 +56,44 @@ def backup(
             schema = reflect(sa_conn, dialect.json_columns(sa_conn.connection.driver_connection))
         names = _chosen_tables(schema, options)
         queries = _Queries(schema, database.engine.dialect, options)
-        conn = dialect.connect()
-        try:
-            dialect.begin_snapshot(conn)
-            counts = {t: _count(dialect, conn, queries.count(t)) for t in names}
-            result = _write(dialect, conn, schema, names, counts, queries, dest, options, progress)
-            dialect.rollback(conn)
-        finally:
-            dialect.release(conn)
+        retries = Retries(options.retries, first_wait=options.retry_wait_seconds)
+        while True:
+            try:
+                result = _snapshot(dialect, schema, names, queries, dest, options, progress)
+                break
+            except Exception as exc:
+                reason = transient(exc) if isinstance(dest, (str, os.PathLike)) else None
+                if reason is None:
+                    raise
+                log.warning("[backup] %s; starting again on a new connection", reason)
+                try:  # a new snapshot, from the first table: the file was not kept
+                    retries.failed(reason)
+                except GaveUp as gave_up:
+                    raise BackupAborted(str(gave_up)) from exc
     result.seconds = time.perf_counter() - started
     log.info("[backup] %d records from %d tables in %.1fs", result.total, len(names), result.seconds)
     return result
+
+
+def _snapshot(
+    dialect: Dialect,
+    schema: Schema,
+    names: list[str],
+    queries: _Queries,
+    dest: Any,
+    options: BackupOptions,
+    progress: ProgressCallback,
+) -> BackupResult:
+    """One attempt: every table read in one snapshot, the file written whole or not at all."""
+    conn = dialect.connect()
+    try:
+        dialect.begin_snapshot(conn)
+        counts = {t: _count(dialect, conn, queries.count(t)) for t in names}
+        result = _write(dialect, conn, schema, names, counts, queries, dest, options, progress)
+        dialect.rollback(conn)
+        return result
+    finally:
+        dialect.release(conn)
 
 
 def check_options(db: DatabaseLike, options: BackupOptions) -> None:

@@ -25,7 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from operator import itemgetter
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -38,12 +38,14 @@ from .plan import TablePlan
 from .progress import Progress, ProgressCallback
 from .rejects import Rejects
 from .results import RestoreResult, TableResult
+from .retry import GaveUp, Retries, transient
 
 log = logging.getLogger("rowvault.restore")
 BATCH_LOG_SECONDS = 1.0
 """Batch log lines: at most one a second per table (and the table's last)."""
 COPIES_BATCH = 50_000
 """Records per batch of a table without a key that already holds rows (see `Copies`)."""
+T = TypeVar("T")
 
 
 class Failures:
@@ -119,7 +121,7 @@ class Copies:
         self._pending = pending
         return add
 
-    def committed(self) -> None:
+    def committed(self, rows: int = 0) -> None:
         """The batch `missing` last looked at is in: its rows count as seen."""
         self._merge(self._pending)
         self._pending = {}
@@ -192,6 +194,56 @@ class LoadContext:
     deferred: DeferredWrites = field(default_factory=DeferredWrites)
     pipeline: ThreadPoolExecutor | None = None
     """A writer thread, for engines that work in another process while Python prepares."""
+    retries: Retries | None = None
+    """Transient failures are waited out on a new connection (`retry`); None: not at all
+    (a dry run, whose outer transaction a new connection would lose)."""
+    session: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    """Set-up that lives on the connection (a stage table, foreign-key checks off): run
+    again on every new connection."""
+
+    def run(self, work: Callable[[Any], T]) -> T:
+        """`work(conn)` - outside the batches - again on a new connection after a transient
+        failure (`recover`)."""
+        while True:
+            try:
+                return work(self.conn)
+            except Exception as exc:
+                if not self.recover(exc):
+                    raise
+
+    def recover(self, exc: BaseException) -> bool:
+        """True when `exc` is a transient failure (`retry.transient`) and, after a wait, a
+        new connection with this run's set-up is ready for another attempt; False when it
+        is not transient. Raises RestoreAborted once the retries are spent."""
+        reason = transient(exc) if self.retries is not None else None
+        if reason is None or self.retries is None:
+            return False
+        while True:
+            log.warning("[restore] %s; trying again on a new connection", reason)
+            try:
+                self.retries.failed(reason)
+            except GaveUp as gave_up:
+                raise RestoreAborted(f"{_failure(exc)} (gave up after {gave_up.attempts} retries)") from exc
+            try:
+                self._reconnect()
+            except Exception as again:
+                if not raised_by_driver(again):
+                    raise
+                reason = transient(again) or _failure(again)  # the server may be restarting
+                exc = again
+                continue
+            return True
+
+    def _reconnect(self) -> None:
+        with suppress(Exception):  # the old one is most likely dead already
+            self.dialect.release(self.conn)
+        self.conn = self.tx.conn = self.dialect.connect()
+        for setup in list(self.session.values()):
+            setup(self.conn)
+
+    def succeeded(self) -> None:
+        if self.retries is not None:
+            self.retries.succeeded()
 
 
 def format_key(values: Sequence[Any]) -> str:
@@ -239,6 +291,8 @@ class TableLoader:
         self._logged = float("-inf")
         keyless = not plan.target.key and not plan.fresh and ctx.mode in ("upsert", "skip")
         self._copies = Copies() if keyless else None
+        self._in_table = 0
+        """Rows this run committed to the table (what `_landed` expects to find)."""
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -251,17 +305,28 @@ class TableLoader:
             for _ in islice(items, skip):
                 pass
         index = skip
-        if not ctx.simulate:
-            ctx.dialect.prepare_table(
-                ctx.conn, self.plan.target, fresh=self.plan.fresh, in_transaction=ctx.tx.dry_run
-            )
+        if ctx.simulate:
+            self._batches(section, items, index)
+            return
+        target, fresh, in_transaction = self.plan.target, self.plan.fresh, ctx.tx.dry_run
+
+        def prepare(conn: Any) -> None:
+            ctx.dialect.prepare_table(conn, target, fresh=fresh, in_transaction=in_transaction)
+
+        def finish(conn: Any) -> None:
+            ctx.dialect.finish_table(conn, target, fresh=fresh, in_transaction=in_transaction)
+
+        ctx.run(prepare)
+        ctx.session["table"] = prepare  # a stage table lives on the connection
         try:
             self._batches(section, items, index)
-        finally:
-            if not ctx.simulate:
-                ctx.dialect.finish_table(
-                    ctx.conn, self.plan.target, fresh=self.plan.fresh, in_transaction=ctx.tx.dry_run
-                )
+        except BaseException:
+            ctx.session.pop("table", None)
+            with suppress(Exception):  # what stopped the table is the news
+                finish(ctx.conn)
+            raise
+        ctx.session.pop("table", None)
+        ctx.run(finish)
 
     def _recount(self, section: Section, items: Iterator[Any], skip: int) -> None:
         """Resuming a table without a key: the records the stopped run wrote count as seen."""
@@ -384,8 +449,21 @@ class TableLoader:
             attempt,
             target=target,
             fresh=self.plan.fresh,
-            committed=copies.committed if copies is not None else None,
+            committed=copies.committed if copies is not None else self._count_in,
+            landed=self._landed,
         )
+
+    def _count_in(self, rows: int) -> None:
+        self._in_table += rows
+
+    def _landed(self, rows: list[Row]) -> bool:
+        """After a commit whose answer was lost: are `rows` in the table? Asked only of a
+        table without a key that this run found empty, so the rows it holds are the ones
+        this run committed."""
+        ctx = self.ctx
+        sql = f"SELECT count(*) FROM {ctx.dialect.qualified(self.plan.target.table)}"
+        held = int(ctx.dialect.execute(ctx.conn, sql).fetchone()[0])
+        return held >= self._in_table + len(rows)
 
     def settle(self, batch: _Batch) -> None:
         """Count, report and checkpoint a written batch."""
@@ -561,40 +639,54 @@ def bisect(
     *,
     target: Target | None = None,
     fresh: bool = False,
-    committed: Callable[[], None] | None = None,
+    committed: Callable[[int], None] | None = None,
+    landed: Callable[[list[Row]], bool] | None = None,
 ) -> Outcome:
     """Write `rows` in one transaction; if the database refuses it, split until the refused
-    rows are alone. Refusals land in `errors` under their `idxs`; `committed` is called after
-    each transaction that went through. Only the database's refusals are split: anything else
-    raised on the way (a bug in rowvault) is raised as it is, and a failure of the database
-    itself stops the restore."""
+    rows are alone. Refusals land in `errors` under their `idxs`; `committed(n)` is called
+    after each transaction of n rows that went through. Only the database's refusals are
+    split: anything else raised on the way (a bug in rowvault) is raised as it is. A
+    transient failure (a lost connection, a deadlock) is tried again on a new connection
+    (`LoadContext.recover`); any other failure of the database itself stops the restore.
+
+    A commit whose answer was lost may have gone through: a table with a key takes the rows
+    again as an upsert (harmless); a fresh table without one asks `landed(rows)`."""
     total = Outcome()
     work: list[tuple[list[Row], list[int], bool]] = [(rows, idxs, fresh)]
     # A table without a key has no conflicts: a refusal of a fresh batch is the records' own.
     retry_as_upsert = target is None or bool(target.key)
     while work:
         part, part_idxs, part_fresh = work.pop()
+        committing = False
         try:
             ctx.tx.begin()
             outcome = attempt(part, part_fresh)
+            committing = True
             ctx.tx.commit()
         except Exception as exc:
-            _rollback(ctx, exc)
-            if not raised_by_driver(exc):
-                raise  # not the records' fault: the traceback is the report
-            if not ctx.dialect.is_record_error(exc):
-                raise RestoreAborted(_failure(exc)) from exc
-            if part_fresh and retry_as_upsert:  # perhaps rows already there: retry as an upsert
-                work.append((part, part_idxs, False))
-            elif len(part) == 1:
-                errors[part_idxs[0]] = ctx.dialect.error_message(exc, target)
+            if ctx.recover(exc):
+                if not (committing and part_fresh and not retry_as_upsert and landed and landed(part)):
+                    work.append((part, part_idxs, part_fresh and not (committing and retry_as_upsert)))
+                    continue
+                outcome = Outcome(created=len(part))  # it was in before the answer was lost
             else:
-                mid = len(part) // 2
-                work.append((part[mid:], part_idxs[mid:], part_fresh))
-                work.append((part[:mid], part_idxs[:mid], part_fresh))
-            continue
+                _rollback(ctx, exc)
+                if not raised_by_driver(exc):
+                    raise  # not the records' fault: the traceback is the report
+                if not ctx.dialect.is_record_error(exc):
+                    raise RestoreAborted(_failure(exc)) from exc
+                if part_fresh and retry_as_upsert:  # perhaps rows already there: retry as an upsert
+                    work.append((part, part_idxs, False))
+                elif len(part) == 1:
+                    errors[part_idxs[0]] = ctx.dialect.error_message(exc, target)
+                else:
+                    mid = len(part) // 2
+                    work.append((part[mid:], part_idxs[mid:], part_fresh))
+                    work.append((part[:mid], part_idxs[:mid], part_fresh))
+                continue
+        ctx.succeeded()
         if committed is not None:
-            committed()
+            committed(len(part))
         total.created += outcome.created
         total.updated += outcome.updated
         total.unchanged += outcome.unchanged

@@ -29,6 +29,11 @@ class RestoreOptions:
     target_batch_seconds: float = 0.2
     tables: Sequence[str] | None = None
     exclude: Sequence[str] = ()
+    retries: int = 5
+    """Transient failures in a row (a lost connection, a deadlock) waited out on a new
+    connection before the restore stops, resumable."""
+    retry_wait_seconds: float = 0.5
+    """The first wait before trying again; it doubles with each failure in a row (at most 8 s)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -37,6 +42,8 @@ class RestoreOptions:
             raise OptionError(f"batch size must be at least 1, not {self.batch_size}")
         if self.batch_delay_ms < 0:
             raise OptionError(f"batch delay must not be negative, not {self.batch_delay_ms}")
+        if self.retries < 0 or self.retry_wait_seconds < 0:
+            raise OptionError("retries and the wait between them must not be negative")
         if self.mode == "replace" and not self.confirm_replace and not self.dry_run:
             raise ConfirmationRequired(
                 "mode 'replace' empties every restored table first",
@@ -54,6 +61,10 @@ class BackupOptions:
     demo_column: str = "is_demo"
     compress: bool | None = None
     """None: gzip when the destination's name ends in .gz."""
+    retries: int = 5
+    """Lost connections in a row after which a backup to a file stops; each one starts the
+    backup again, in a new snapshot."""
+    retry_wait_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         for table, n in self.limits.items():

@@ -55,6 +55,9 @@ class Progress:
     started_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
+    retrying: dict[str, Any] | None = None
+    """While a transient failure is waited out: the attempt that comes next, of how many, why
+    (`retry.Retrying`); the status stays `running`."""
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     _samples: deque[tuple[float, int]] = field(
         default_factory=lambda: deque(maxlen=256), repr=False, compare=False
@@ -155,6 +158,7 @@ class Progress:
             "finishedAt": _iso(self.finished_at),
             "rate": round(rate, 1) if rate is not None else None,
             "etaSeconds": round(eta, 1) if eta is not None else None,
+            "retrying": dict(self.retrying) if self.retrying else None,
         }
 
     @classmethod
@@ -174,6 +178,7 @@ class Progress:
             started_at=_parse_iso(data.get("startedAt")),
             updated_at=_parse_iso(data.get("updatedAt")),
             finished_at=_parse_iso(data.get("finishedAt")),
+            retrying=data["retrying"] if isinstance(data.get("retrying"), dict) else None,
         )
         if data.get("rate") is not None:
             progress._rate = float(data["rate"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -47,6 +48,7 @@ from .progress import Progress, ProgressCallback, null_progress
 from .reader import BackupFile, FileSummary
 from .rejects import Rejects, default_rejects_path
 from .results import RestoreResult, TableResult
+from .retry import Retries, Retrying
 from .schema import Schema, build_table, foreign_key, index, link_foreign_keys, reflect
 
 log = logging.getLogger("rowvault.restore")
@@ -225,6 +227,12 @@ class _Run:
             else Path(tempfile.gettempdir()) / f"rowvault-rejects-{uuid.uuid4().hex}.json"
         )
         rejects = Rejects(Path(rejects_path), self.summary.metadata)
+        report = _one_at_a_time(self.report)  # the writer thread reports its retries too
+
+        def retrying(state: Retrying | None) -> None:
+            self.state.retrying = state.to_dict() if state else None
+            report(self.state)
+
         conn = dialect.connect()
         tx = Transactions(dialect, conn, dry_run=options.dry_run)
         ctx = LoadContext(
@@ -234,12 +242,15 @@ class _Run:
             mode=options.mode,
             result=self.result,
             progress=self.state,
-            report=self.report,
+            report=report,
             rejects=rejects,
             sizer=BatchSizer(options.batch_size, target_seconds=options.target_batch_seconds),
             delay_seconds=options.batch_delay_ms / 1000,
             should_stop=should_stop or (lambda: False),
             on_checkpoint=on_checkpoint or (lambda table, done: None),
+            retries=None
+            if options.dry_run
+            else Retries(options.retries, first_wait=options.retry_wait_seconds, on_change=retrying),
         )
         if dialect.pipelined and not options.batch_delay_ms:
             ctx.pipeline = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rowvault-writer")
@@ -254,9 +265,8 @@ class _Run:
             self._report_kept()
             if not options.dry_run:
                 self._finish_created_tables(ctx)
-                dialect.advance_sequences(
-                    conn, list(self._real_tables([tp.name for tp in self.plan.tables]).values())
-                )
+                names = [tp.name for tp in self.plan.tables]
+                ctx.run(lambda conn: dialect.advance_sequences(conn, list(self._real_tables(names).values())))
             status = "completed"
         except RestoreAborted as exc:
             status = "cancelled" if exc.cancelled else "error"
@@ -275,6 +285,8 @@ class _Run:
             raise RestoreAborted(reason, result=self.result) from exc
         finally:
             self.result.status = status
+            self.result.retries = ctx.retries.total if ctx.retries else 0
+            self.state.retrying = None
             try:
                 tx.finish()
             finally:
@@ -282,7 +294,7 @@ class _Run:
                     ctx.pipeline.shutdown(wait=True)
                 ctx.deferred.close()
                 self.result.rejects_path = rejects.close()
-                dialect.release(conn)
+                dialect.release(ctx.conn)
                 self.state.finish(status)  # type: ignore[arg-type]
                 self.report(self.state)
 
@@ -291,22 +303,22 @@ class _Run:
     def _prepare_tables(self, ctx: LoadContext, resume: dict[str, int]) -> set[str]:
         """Create missing tables, empty tables for `replace`, spot empty ones. Returns the
         tables that can only be simulated (dry run on an engine without transactional DDL)."""
-        dialect, conn, options = self.dialect, ctx.conn, self.options
+        dialect, options = self.dialect, self.options
         simulated: set[str] = set()
         if self.plan.created:
             if options.dry_run and dialect.name == "mysql":
                 simulated = {tp.source for tp in self.plan.created}
             else:
-                self._in_transaction(ctx, lambda: self._create_tables(conn))
+                self._in_transaction(ctx, self._create_tables)
                 if self.on_created is not None:
                     self.on_created([tp.name for tp in self.plan.created])
         if options.mode == "replace" and not resume:
-            self._in_transaction(ctx, partial(self._empty_for_replace, conn))
+            self._in_transaction(ctx, self._empty_for_replace)
         elif options.mode == "replace":  # the stopped run emptied them: what is there is ours
             self.in_place.update(tp.name for tp in self.plan.tables)
         elif not resume:
             for tp in self.plan.tables:
-                if not tp.create and dialect.table_is_empty(conn, tp.target.table):
+                if not tp.create and ctx.run(partial(_is_empty, dialect, tp.target.table)):
                     tp.fresh = True
         if resume:
             for tp in self.plan.tables:
@@ -365,26 +377,35 @@ class _Run:
             log.warning("[restore] %s", warning)
             self.result.warnings.append(warning)
 
-    def _in_transaction(self, ctx: LoadContext, work: Callable[[], None]) -> None:
-        ctx.tx.begin()
-        try:
-            work()
-        except Exception:
-            with suppress(Exception):  # a lost connection cannot roll back: keep the real cause
-                ctx.tx.rollback()
-            raise
-        ctx.tx.commit()
+    def _in_transaction(self, ctx: LoadContext, work: Callable[[Any], None]) -> None:
+        """`work(conn)` in a transaction of its own; again on a new connection after a
+        transient failure."""
+
+        def once(conn: Any) -> None:
+            ctx.tx.begin()
+            try:
+                work(conn)
+            except Exception:
+                with suppress(Exception):  # a lost connection cannot roll back: keep the real cause
+                    ctx.tx.rollback()
+                raise
+            ctx.tx.commit()
+
+        ctx.run(once)
+        ctx.succeeded()
 
     def _create_tables(self, conn: Any) -> None:
         schema = _reflect(self.engine, self.dialect)
+        # Only a second attempt finds one there: MariaDB's DDL commits itself, table by table.
+        todo = [tp for tp in self.plan.created if tp.name not in schema.specs]
         tables = [
             build_table(
                 tp.spec, schema.metadata, self.dialect.name, source_dialect=self.summary.source_dialect
             )
-            for tp in self.plan.created
+            for tp in todo
         ]
         if self.dialect.name == "sqlite":  # SQLite's foreign keys are declared with the table
-            for tp, table in zip(self.plan.created, tables, strict=True):
+            for tp, table in zip(todo, tables, strict=True):
                 link_foreign_keys(tp.spec, table, schema.metadata.tables)
         pending.record(self.dialect, conn, [tp.spec for tp in self.plan.created])
         self.owed.exists = True
@@ -418,12 +439,16 @@ class _Run:
                 ctx.mode = "upsert" if tp.name in self.in_place else self.options.mode
                 checked_later = tp.new_table and not self.options.dry_run
                 if checked_later:  # a new table's foreign keys are checked once it is full
-                    self.dialect.enforce_foreign_keys(ctx.conn, False)
+                    unchecked = partial(self.dialect.enforce_foreign_keys, on=False)
+                    ctx.run(unchecked)
+                    ctx.session["foreign keys"] = unchecked
                 try:
                     TableLoader(tp, ctx, table_result).run(section, skip=done)
                 finally:
                     if checked_later:
-                        self.dialect.enforce_foreign_keys(ctx.conn, True)
+                        ctx.session.pop("foreign keys", None)
+                        with suppress(Exception):  # a new connection checks them anyway
+                            self.dialect.enforce_foreign_keys(ctx.conn, True)
                 ctx.simulate = False
                 log.info(
                     "[restore] table %s done: %d created, %d updated, %d unchanged, %d failed",
@@ -441,7 +466,8 @@ class _Run:
         if not created:
             self._settle_owed(ctx, [])
             return
-        tables = self._real_tables([tp.name for tp in self.plan.tables])
+        names = [tp.name for tp in self.plan.tables]
+        tables = ctx.run(lambda conn: self._real_tables(names))
         compile_ = self.engine.dialect
         for tp in created:
             table = tables[tp.name]
@@ -449,10 +475,13 @@ class _Run:
             for ix in spec.indexes:
                 log.info("[restore] indexing %s (%s)", tp.name, ", ".join(ix.columns))
                 sql = str(CreateIndex(index(table, ix)).compile(dialect=compile_))
-                self._once(ctx, partial(self.dialect.execute, ctx.conn, sql))
+                self._once(ctx, partial(_execute, self.dialect, sql))
             for fk in spec.foreign_keys:
                 if fk.ref_table in tables:
-                    self._once(ctx, partial(self._add_foreign_key, ctx, tp, tables, fk))
+                    orphans: list[Any] = []
+                    self._once(ctx, partial(self._add_foreign_key, tp, tables, fk, orphans))
+                    if orphans:  # reported once the constraint is in: a retry finds them again
+                        self._reject_orphans(ctx, tp, tables[tp.name], fk, orphans)
         self._settle_owed(ctx, [tp.name for tp in created])
 
     def _settle_owed(self, ctx: LoadContext, done: list[str]) -> None:
@@ -460,12 +489,15 @@ class _Run:
         the target's bookkeeping (`pending`)."""
         if not self.owed.exists:
             return
-        with self.engine.connect() as conn:
-            existing = set(sa.inspect(conn).get_table_names())
+        existing = ctx.run(lambda conn: self._table_names())
         gone = [name for name in self.owed.specs if name not in existing]
-        self._in_transaction(ctx, partial(pending.settle, self.dialect, ctx.conn, [*done, *gone]))
+        self._in_transaction(ctx, lambda conn: pending.settle(self.dialect, conn, [*done, *gone]))
 
-    def _once(self, ctx: LoadContext, work: Callable[[], Any]) -> None:
+    def _table_names(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(sa.inspect(conn).get_table_names())
+
+    def _once(self, ctx: LoadContext, work: Callable[[Any], Any]) -> None:
         """DDL that a resumed run may find already done."""
         try:
             self._in_transaction(ctx, work)
@@ -475,8 +507,10 @@ class _Run:
                 raise
             log.info("[restore] already there: %s", str(exc).splitlines()[0])
 
-    def _add_foreign_key(self, ctx: LoadContext, tp: TablePlan, tables: dict[str, sa.Table], fk: Any) -> None:
-        """Drop (and report) rows whose parent does not exist, then add the constraint."""
+    def _add_foreign_key(
+        self, tp: TablePlan, tables: dict[str, sa.Table], fk: Any, orphans: list[Any], conn: Any
+    ) -> None:
+        """Drop the rows whose parent does not exist (into `orphans`), add the constraint."""
         child, parent = tables[tp.name], tables[fk.ref_table].alias("parent")
         refers = sa.and_(
             *(parent.c[r] == child.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True))
@@ -484,18 +518,16 @@ class _Run:
         orphan = sa.and_(*(child.c[c].is_not(None) for c in fk.columns), ~sa.exists().where(refers))
         dialect = self.engine.dialect
         rows = self.dialect.execute(
-            ctx.conn, str(sa.select(child).where(orphan).compile(dialect=dialect))
+            conn, str(sa.select(child).where(orphan).compile(dialect=dialect))
         ).fetchall()
+        orphans[:] = rows
         if rows:
-            self._reject_orphans(ctx, tp, child, fk, rows)
-            self.dialect.execute(ctx.conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
+            self.dialect.execute(conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
         if self.dialect.name == "sqlite":
             return  # SQLite's foreign keys were declared with the table
         constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
         child.append_constraint(constraint)
-        self.dialect.add_checked_foreign_key(
-            ctx.conn, str(AddConstraint(constraint).compile(dialect=dialect))
-        )
+        self.dialect.add_checked_foreign_key(conn, str(AddConstraint(constraint).compile(dialect=dialect)))
 
     def _reject_orphans(
         self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]
@@ -564,3 +596,22 @@ def _spool(section: Section) -> Section:
                 yield line.rstrip(b"\n")
 
     return Section(section.name, lines(), orjson.loads, section.first_line)
+
+
+def _one_at_a_time(report: ProgressCallback) -> ProgressCallback:
+    """`report`, never entered by two threads at once."""
+    lock = threading.Lock()
+
+    def serialized(progress: Progress, /) -> None:
+        with lock:
+            report(progress)
+
+    return serialized
+
+
+def _is_empty(dialect: Dialect, table: sa.Table, conn: Any) -> bool:
+    return dialect.table_is_empty(conn, table)
+
+
+def _execute(dialect: Dialect, sql: str, conn: Any) -> None:
+    dialect.execute(conn, sql)

@@ -51,6 +51,8 @@ class RestoreResult:
     rejects_path: Path | None = None
     seconds: float = 0.0
     status: str = "completed"
+    retries: int = 0
+    """Transient failures (lost connections, deadlocks) survived on a new connection."""
 
     @property
     def processed(self) -> int:
@@ -88,6 +90,7 @@ class RestoreResult:
             rejects_path=Path(data["rejectsFile"]) if data.get("rejectsFile") else None,
             seconds=float(data.get("seconds") or 0.0),
             status=str(data.get("status", "completed")),
+            retries=int(data.get("retries") or 0),
         )
         for name, t in (data.get("results") or {}).items():
             result.tables[name] = TableResult(
@@ -122,6 +125,7 @@ class RestoreResult:
             "seconds": round(self.seconds, 3),
             "source": self.source,
             "database": self.database,
+            "retries": self.retries,
         }
 
 

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     restore_batch_delay_ms: int = Field(
         0, alias="RESTORE_BATCH_DELAY_MS", ge=0, description="Pause between batches (ms)."
     )
+    retries: int = Field(
+        5,
+        alias="ROWVAULT_RETRIES",
+        ge=0,
+        le=100,
+        description="Transient database failures in a row (a lost connection, a deadlock) that a "
+        "restore waits out on a new connection before it stops, resumable.",
+    )
     home: Path = Field(
         Path(".rowvault"), alias="ROWVAULT_HOME", description="Uploads, job files, the state store."
     )

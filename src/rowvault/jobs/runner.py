@@ -80,13 +80,15 @@ class _Reporter:
         self.last_write = 0.0
         self.last_log = time.monotonic()
         self.last: Progress | None = None
+        self.retrying: dict[str, Any] | None = None
         self.writes = 0
         self.write_seconds = 0.0
 
     def progress(self, progress: Progress, /) -> None:
         self.last = progress
         now = time.monotonic()
-        if progress.finished or now - self.last_write >= self.interval:
+        retrying, self.retrying = self.retrying, progress.retrying
+        if progress.finished or retrying != progress.retrying or now - self.last_write >= self.interval:
             self.flush()
             self.last_write = now
         if now - self.last_log >= LOG_EVERY_SECONDS and progress.status == "running":
@@ -148,6 +150,7 @@ class JobRunner:
         workers: int = 2,
         batch_size: int | None = None,
         batch_delay_ms: int = 0,
+        retries: int = 5,
         freeze_heap: bool = False,
     ) -> None:
         """`freeze_heap`: keep the collector off the objects that existed before each job
@@ -162,6 +165,7 @@ class JobRunner:
         (self.home / "jobs").mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self.batch_delay_ms = batch_delay_ms
+        self.retries = retries
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rowvault-job")
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -375,6 +379,7 @@ class JobRunner:
             skip_unknown=bool(given.get("skipUnknown", False)),
             confirm_replace=bool(given.get("confirmReplace", False)),
             rejects_path=rejects,
+            retries=self.retries,
         )
 
     def _get(self, job_id: str) -> Job:
@@ -511,5 +516,6 @@ def new_runner(
         workers=settings.workers,
         batch_size=settings.restore_batch_size,
         batch_delay_ms=settings.restore_batch_delay_ms,
+        retries=settings.retries,
         freeze_heap=freeze_heap,
     )

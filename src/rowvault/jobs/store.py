@@ -104,6 +104,22 @@ def _scrubbed(message: str, url: str) -> str:
     return message.replace(password, "***") if password else message
 
 
+CREATE_ATTEMPTS = 5
+
+
+def _create_tables(engine: Engine) -> None:
+    """The store's tables, if missing. Processes that start at once against a new store race
+    to create them; the one that loses finds them there on its next look."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            metadata.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class StateStore:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
@@ -115,7 +131,7 @@ class StateStore:
                 folder = self.engine.url.database
                 if folder and folder != ":memory:" and not folder.startswith("file:"):
                     Path(folder).parent.mkdir(parents=True, exist_ok=True)  # a new ROWVAULT_HOME
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise DatabaseError(
