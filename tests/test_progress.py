@@ -3,6 +3,15 @@ injected clock, caps its error list, and the throttle passes on few reports but 
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rowvault
+from rowvault.demo import build_demo
 from rowvault.progress import MAX_ERRORS_IN_RECORD, Progress, RecordingProgress, Throttled
 
 WIRE_KEYS = {
@@ -20,6 +29,7 @@ WIRE_KEYS = {
     "rate",
     "etaSeconds",
     "retrying",
+    "phase",
 }
 
 
@@ -205,3 +215,63 @@ def test_throttled_passes_a_change_of_status_at_once() -> None:
     throttled(progress)
 
     assert [s["status"] for s in recorder.snapshots] == ["queued", "running"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
+def test_every_stage_of_a_restore_shows_in_order(make_db: Any, kind: str, tmp_path: Path) -> None:
+    """Into an empty database: tables are created, the data written, the foreign keys held
+    back for cycles filled in, indexes and foreign keys added, counters moved - each stage
+    named in the progress record while it runs, with its count where it has one."""
+    build_demo(tmp_path / "source.db", 2000)
+    backup = tmp_path / "b.json.gz"
+    rowvault.backup(tmp_path / "source.db", backup)
+    recording = RecordingProgress()
+    rowvault.restore(make_db(kind), backup, progress=recording)
+    phases = [s["phase"] for s in recording.snapshots if s["phase"]]
+    order = list(dict.fromkeys(p["name"] for p in phases))
+    assert order == ["creating", "data", "deferred", "indexes", "counters"]
+    indexes = [p for p in phases if p["name"] == "indexes"]
+    assert indexes[0]["done"] == 0 and indexes[-1]["done"] == indexes[-1]["total"] > 0
+    assert all(p["label"] for p in phases)
+    assert recording.snapshots[-1]["phase"] is None  # completed
+
+
+def test_the_safety_snapshot_shows_as_a_stage_with_its_rows(tmp_path: Path) -> None:
+    """What any API process reads from the store while a job saves its safety snapshot: the
+    stage `snapshot` with rows saved of rows to save - not a bar standing still at 0%."""
+    from rowvault.jobs import new_runner
+    from rowvault.settings import load_settings
+
+    build_demo(tmp_path / "source.db", 20_000)
+    backup = tmp_path / "b.json.gz"
+    rowvault.backup(tmp_path / "source.db", backup)
+    target = tmp_path / "target.db"
+    rowvault.restore(target, backup)  # populated: the snapshot has every row to save
+    runner = new_runner(load_settings(DATABASE_URL=str(target)))
+    seen: list[dict[str, Any]] = []
+    done = threading.Event()
+    job = runner.create_restore(backup, {"snapshot": True})
+
+    def watch() -> None:
+        while not done.is_set():
+            stored = runner.store.get(job.id)
+            if stored is not None and stored.progress.get("phase"):
+                seen.append(stored.progress["phase"])
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        finished = runner.run(job.id)
+    finally:
+        done.set()
+        watcher.join()
+        runner.close()
+        runner.store.close()
+    assert finished.status == "completed", finished.error
+    snapshot = [p for p in seen if p["name"] == "snapshot"]
+    assert snapshot, seen[:5]
+    assert snapshot[0]["label"] == "Saving the rows the restore will change"
+    assert max(p["done"] for p in snapshot) > 0
+    assert all(p["total"] == 20_000 for p in snapshot if p["total"] is not None)
+    assert [p["name"] for p in seen].index("snapshot") < [p["name"] for p in seen].index("data")

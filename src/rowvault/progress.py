@@ -40,6 +40,36 @@ class TableCount:
     total: int = 0
 
 
+PHASES = {
+    "reading": "Reading the file",
+    "snapshot": "Saving the rows the restore will change",
+    "creating": "Creating tables",
+    "data": "Writing the data",
+    "deferred": "Filling in held-back foreign keys",
+    "indexes": "Adding indexes and foreign keys",
+    "counters": "Moving auto-increment counters",
+}
+"""The stages of a restore, in order, with the words the faces show for them."""
+
+
+@dataclass
+class Phase:
+    """The stage a job is in, and how far it is when that can be counted (bytes read,
+    statements run)."""
+
+    name: str
+    done: int = 0
+    total: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": PHASES.get(self.name, self.name),
+            "done": self.done,
+            "total": self.total,
+        }
+
+
 @dataclass
 class Progress:
     """Where a job stands. Mutated by the engine; `to_dict()` gives the wire shape."""
@@ -55,6 +85,8 @@ class Progress:
     started_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
+    phase: Phase | None = None
+    """The stage of the job (`PHASES`); every stage shows, also those that write no records."""
     retrying: dict[str, Any] | None = None
     """While a transient failure is waited out: the attempt that comes next, of how many, why
     (`retry.Retrying`); the status stays `running`."""
@@ -75,6 +107,15 @@ class Progress:
         self.started_at = self.updated_at = utc_now()
         self._samples.clear()
         self._samples.append((self.clock(), self.processed))
+
+    def enter_phase(self, name: str, total: int | None = None) -> None:
+        self.phase = Phase(name, 0, total)
+        self.updated_at = utc_now()
+
+    def step_phase(self, done: int) -> None:
+        if self.phase is not None:
+            self.phase.done = done
+            self.updated_at = utc_now()
 
     def enter_table(self, table: str) -> None:
         self.model = table
@@ -100,6 +141,8 @@ class Progress:
 
     def finish(self, status: Status) -> None:
         self.status = status
+        if status == "completed":
+            self.phase = None
         self.model = {"completed": "completed", "error": "error"}.get(status, self.model)
         self.finished_at = self.updated_at = utc_now()
 
@@ -158,6 +201,7 @@ class Progress:
             "finishedAt": _iso(self.finished_at),
             "rate": round(rate, 1) if rate is not None else None,
             "etaSeconds": round(eta, 1) if eta is not None else None,
+            "phase": self.phase.to_dict() if self.phase else None,
             "retrying": dict(self.retrying) if self.retrying else None,
         }
 
@@ -178,11 +222,19 @@ class Progress:
             started_at=_parse_iso(data.get("startedAt")),
             updated_at=_parse_iso(data.get("updatedAt")),
             finished_at=_parse_iso(data.get("finishedAt")),
+            phase=_phase(data.get("phase")),
             retrying=data["retrying"] if isinstance(data.get("retrying"), dict) else None,
         )
         if data.get("rate") is not None:
             progress._rate = float(data["rate"])
         return progress
+
+
+def _phase(data: Any) -> Phase | None:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    total = data.get("total")
+    return Phase(data["name"], int(data.get("done") or 0), int(total) if total is not None else None)
 
 
 class ProgressCallback(Protocol):

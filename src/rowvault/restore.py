@@ -258,14 +258,19 @@ class _Run:
         try:
             tx.start()
             simulated = self._prepare_tables(ctx, resume)
+            self._phase(ctx, "data")
             self._load(ctx, resume, simulated)
-            for tp in self.plan.tables:
-                if tp.source not in simulated:
-                    apply_deferred(tp, ctx, self.result.tables[tp.source])
+            held = [tp for tp in self.plan.tables if tp.deferrals and tp.source not in simulated]
+            if held:
+                self._phase(ctx, "deferred", len(held))
+            for done, tp in enumerate(held, 1):
+                apply_deferred(tp, ctx, self.result.tables[tp.source])
+                self._step(ctx, done)
             self._report_kept()
             if not options.dry_run:
                 self._finish_created_tables(ctx)
                 names = [tp.name for tp in self.plan.tables]
+                self._phase(ctx, "counters")
                 ctx.run(lambda conn: dialect.advance_sequences(conn, list(self._real_tables(names).values())))
             status = "completed"
         except RestoreAborted as exc:
@@ -298,6 +303,14 @@ class _Run:
                 self.state.finish(status)  # type: ignore[arg-type]
                 self.report(self.state)
 
+    def _phase(self, ctx: LoadContext, name: str, total: int | None = None) -> None:
+        self.state.enter_phase(name, total)
+        ctx.report(self.state)
+
+    def _step(self, ctx: LoadContext, done: int) -> None:
+        self.state.step_phase(done)
+        ctx.report(self.state)
+
     # -- before the data ---------------------------------------------------------------------
 
     def _prepare_tables(self, ctx: LoadContext, resume: dict[str, int]) -> set[str]:
@@ -309,7 +322,9 @@ class _Run:
             if options.dry_run and dialect.name == "mysql":
                 simulated = {tp.source for tp in self.plan.created}
             else:
+                self._phase(ctx, "creating", len(self.plan.created))
                 self._in_transaction(ctx, self._create_tables)
+                self._step(ctx, len(self.plan.created))
                 if self.on_created is not None:
                     self.on_created([tp.name for tp in self.plan.created])
         if options.mode == "replace" and not resume:
@@ -467,8 +482,11 @@ class _Run:
             self._settle_owed(ctx, [])
             return
         names = [tp.name for tp in self.plan.tables]
+        steps = sum(len(tp.spec.indexes) + len(tp.spec.foreign_keys) for tp in created)
+        self._phase(ctx, "indexes", steps)
         tables = ctx.run(lambda conn: self._real_tables(names))
         compile_ = self.engine.dialect
+        done = 0
         for tp in created:
             table = tables[tp.name]
             spec = tp.spec
@@ -476,7 +494,11 @@ class _Run:
                 log.info("[restore] indexing %s (%s)", tp.name, ", ".join(ix.columns))
                 sql = str(CreateIndex(index(table, ix)).compile(dialect=compile_))
                 self._once(ctx, partial(_execute, self.dialect, sql))
+                done += 1
+                self._step(ctx, done)
             for fk in spec.foreign_keys:
+                done += 1
+                self._step(ctx, done)
                 if fk.ref_table in tables:
                     orphans: list[Any] = []
                     self._once(ctx, partial(self._add_foreign_key, tp, tables, fk, orphans))

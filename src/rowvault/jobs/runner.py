@@ -25,7 +25,7 @@ from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationE
 from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from ..heap import frozen_heap
 from ..options import RestoreOptions
-from ..progress import Progress, ProgressCallback
+from ..progress import Phase, Progress, ProgressCallback
 from ..reader import FileSummary
 from ..restore import Resume, restore
 from ..results import RestoreResult
@@ -81,6 +81,7 @@ class _Reporter:
         self.last_log = time.monotonic()
         self.last: Progress | None = None
         self.retrying: dict[str, Any] | None = None
+        self.phase: str | None = None
         self.writes = 0
         self.write_seconds = 0.0
 
@@ -88,7 +89,9 @@ class _Reporter:
         self.last = progress
         now = time.monotonic()
         retrying, self.retrying = self.retrying, progress.retrying
-        if progress.finished or retrying != progress.retrying or now - self.last_write >= self.interval:
+        phase, self.phase = self.phase, progress.phase.name if progress.phase else None
+        changed = retrying != progress.retrying or phase != self.phase
+        if progress.finished or changed or now - self.last_write >= self.interval:
             self.flush()
             self.last_write = now
         if now - self.last_log >= LOG_EVERY_SECONDS and progress.status == "running":
@@ -136,6 +139,25 @@ class _Reporter:
             self.pending = []
         self.writes += 1
         self.write_seconds += time.perf_counter() - started
+
+
+class _SnapshotProgress:
+    """The safety snapshot as the job's stage `snapshot`: rows saved of the rows to save,
+    written to the store a few times a second."""
+
+    def __init__(self, store: StateStore, job: Job) -> None:
+        self.store = store
+        self.job = job
+        self.last_write = float("-inf")
+
+    def __call__(self, backup: Progress, /) -> None:
+        now = time.monotonic()
+        if now - self.last_write < 1.0 / PROGRESS_WRITES_PER_SECOND and not backup.finished:
+            return
+        self.last_write = now
+        phase = Phase("snapshot", backup.processed, backup.total or None)
+        record = {**self.job.progress, "model": "snapshot", "status": "running", "phase": phase.to_dict()}
+        self.store.update(self.job.id, progress=record, heartbeat_at=time.time())
 
 
 class JobRunner:
@@ -271,9 +293,10 @@ class JobRunner:
 
         engine = self.database.engine
         if job.options.get("snapshot") and not options.dry_run and reporter.snapshot is None:
-            self.store.update(job.id, progress={**job.progress, "model": "snapshot", "status": "running"})
             target = self.home / "jobs" / job.id / "snapshot.json.gz"
-            reporter.snapshot = take_snapshot(engine, Path(str(job.source)), summary, options, target)
+            shown = _SnapshotProgress(self.store, job)
+            shown(Progress())
+            reporter.snapshot = take_snapshot(engine, Path(str(job.source)), summary, options, target, shown)
             reporter.flush()
         if job.options.get("emptyTables"):  # undo: the tables the undone restore created
             empty_tables(engine, list(job.options["emptyTables"]))

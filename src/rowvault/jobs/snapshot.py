@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from ..backup import backup
 from ..options import BackupOptions, RestoreOptions
 from ..ordering import Edge, plan_order
+from ..progress import ProgressCallback, null_progress
 from ..reader import FileSummary
 from ..restore import validate
 from ..schema import reflect
@@ -29,15 +30,21 @@ log = logging.getLogger("rowvault.jobs")
 
 
 def take_snapshot(
-    engine: sa.Engine, source: Path, summary: FileSummary | None, options: RestoreOptions, dest: Path
+    engine: sa.Engine,
+    source: Path,
+    summary: FileSummary | None,
+    options: RestoreOptions,
+    dest: Path,
+    progress: ProgressCallback = null_progress,
 ) -> dict[str, Any]:
-    """Back up the existing tables the restore of `source` will write into."""
+    """Back up the existing tables the restore of `source` will write into; `progress` sees
+    the backup's progress record (rows saved of the tables' rows)."""
     check = RestoreOptions(mode=options.mode, dry_run=True, skip_unknown=options.skip_unknown)
     plan = validate(engine, source, options=check, summary=summary)
     tables = [tp.name for tp in plan.tables if not tp.create]
     dest.parent.mkdir(parents=True, exist_ok=True)
     if tables:
-        written = backup(engine, dest, options=BackupOptions(tables=tables))
+        written = backup(engine, dest, options=BackupOptions(tables=tables), progress=progress)
         log.info("[restore] safety snapshot of %d rows in %d tables: %s", written.total, len(tables), dest)
     return {"path": str(dest), "tables": tables, "created": [tp.name for tp in plan.tables if tp.create]}
 
