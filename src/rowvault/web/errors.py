@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from python_multipart.exceptions import FormParserError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
@@ -37,6 +39,32 @@ _CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+_MEANINGS = {
+    400: "The request or its backup is wrong; `detail` says what (and `problems`, each one).",
+    401: "ROWVAULT_TOKEN is set and the request has no valid `Authorization: Bearer` token.",
+    404: "No job (or no rejects file) with that id.",
+    409: "Another restore holds the database (`progressId` names it), or the job's status does "
+    "not allow this.",
+    413: "The upload is larger than ROWVAULT_MAX_UPLOAD_MB (or expands past a limit).",
+    422: "A query or body parameter has the wrong type or is missing.",
+}
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error answer (for the OpenAPI schema; answers are built below)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="A stable code: not_found, conflict, bad_backup, ...")
+    detail: str = Field(description="What went wrong, in words.")
+    progressId: str | None = Field(None, description="The job concerned (409: the one holding the database).")
+    problems: list[str] | None = Field(None, description="Each problem of a backup that does not fit.")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for routes: these statuses, each with the error shape."""
+    return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
 
 
 def error_body(status: int, detail: str, *, code: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -76,6 +104,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(FormParserError)
+    async def form_error(_: Request, exc: FormParserError) -> JSONResponse:
+        """A multipart upload its parser cannot read (uploads._multipart) is the client's fault."""
+        return error_response(400, f"the multipart body is malformed: {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
@@ -33,8 +34,23 @@ from ..reader import BackupFile, FileSummary
 from ..restore import validate
 from ..settings import Settings
 from . import uploads
+from .answers import (
+    UPLOAD_BODY,
+    ConfigAnswer,
+    DownloadLink,
+    JobList,
+    JobStatus,
+    JobSummary,
+    ProgressAnswer,
+    RestoreAnswer,
+    Started,
+    UndoStarted,
+    events_content,
+    file_content,
+)
 from .auth import token_checker
 from .download import stream_backup
+from .errors import error_responses
 from .tickets import Tickets
 
 STREAM_POLL_SECONDS = 0.5
@@ -204,9 +220,13 @@ def job_summary(job: Job) -> dict[str, Any]:
 def build_router(service: Service) -> APIRouter:
     token = service.settings.token_value
     tickets = Tickets(token)
-    router = APIRouter(prefix="/api", dependencies=[Depends(token_checker(token, tickets))])
+    router = APIRouter(
+        prefix="/api",
+        dependencies=[Depends(token_checker(token, tickets))],
+        responses=error_responses(401, 422),
+    )
 
-    @router.get("/config", tags=["service"])
+    @router.get("/config", tags=["service"], responses={200: {"model": ConfigAnswer}})
     async def config() -> dict[str, Any]:
         """What the web page needs to know: polling period, limits, version."""
         s = service.settings
@@ -217,7 +237,17 @@ def build_router(service: Service) -> APIRouter:
             "database": service.runner.target,
         }
 
-    @router.post("/backup", status_code=202, tags=["restore"])
+    @router.post(
+        "/backup",
+        status_code=202,
+        tags=["restore"],
+        responses={
+            202: {"model": Started, "description": "The restore is queued: poll its progressId."},
+            200: {"model": RestoreAnswer, "description": "`wait=true`: the restore has finished."},
+            **error_responses(400, 409, 413),
+        },
+        openapi_extra={"requestBody": UPLOAD_BODY},
+    )
     async def start_restore(
         request: Request,
         wait: bool = False,
@@ -258,13 +288,22 @@ def build_router(service: Service) -> APIRouter:
             return JSONResponse(restore_answer(finished), status_code=200)
         return {"progressId": job.id}
 
-    @router.get("/backup/progress", tags=["restore"])
+    @router.get(
+        "/backup/progress",
+        tags=["restore"],
+        responses={200: {"model": ProgressAnswer}, **error_responses(404)},
+    )
     async def progress(id: Annotated[str, Query(description="The progressId")]) -> dict[str, Any]:
         """`{"progress": P}` (DESIGN.md §3); 404 for an unknown id."""
         job = await run_in_threadpool(_job_or_404, service, id)
         return {"progress": job.progress_record()}
 
-    @router.get("/backup/progress/stream", tags=["restore"])
+    @router.get(
+        "/backup/progress/stream",
+        tags=["restore"],
+        response_class=StreamingResponse,
+        responses={200: events_content(), **error_responses(404)},
+    )
     async def progress_stream(id: str) -> StreamingResponse:
         """Server-sent events: the progress record each time it changes, until the job ends."""
         first = await run_in_threadpool(_job_or_404, service, id)
@@ -274,20 +313,35 @@ def build_router(service: Service) -> APIRouter:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @router.post("/backup/cancel", status_code=202, tags=["restore"])
+    @router.post(
+        "/backup/cancel",
+        status_code=202,
+        tags=["restore"],
+        responses={202: {"model": JobStatus}, **error_responses(404, 409)},
+    )
     async def cancel(id: str) -> dict[str, Any]:
         """Ask a job to stop after its current batch."""
         job = await run_in_threadpool(service.runner.cancel, id)
         return {"progressId": job.id, "status": job.status}
 
-    @router.post("/backup/resume", status_code=202, tags=["restore"])
+    @router.post(
+        "/backup/resume",
+        status_code=202,
+        tags=["restore"],
+        responses={202: {"model": JobStatus}, **error_responses(404, 409)},
+    )
     async def resume(id: str) -> dict[str, Any]:
         """Run an interrupted, cancelled or failed job again from its checkpoint."""
         job = await run_in_threadpool(service.runner.prepare_resume, id)
         service.submit(job)
         return {"progressId": job.id, "status": job.status}
 
-    @router.post("/backup/undo", status_code=202, tags=["restore"])
+    @router.post(
+        "/backup/undo",
+        status_code=202,
+        tags=["restore"],
+        responses={202: {"model": UndoStarted}, **error_responses(404, 409)},
+    )
     async def undo(id: str) -> dict[str, Any]:
         """Put back what a finished restore changed, from the safety snapshot it took
         (`snapshot=true`): a new job, whose progressId is returned."""
@@ -295,18 +349,25 @@ def build_router(service: Service) -> APIRouter:
         service.submit(job)
         return {"progressId": job.id, "undoOf": id}
 
-    @router.get("/backup/jobs", tags=["jobs"])
+    @router.get("/backup/jobs", tags=["jobs"], responses={200: {"model": JobList}})
     async def jobs(limit: int = 50) -> dict[str, Any]:
         """Recent jobs, newest first, each a progress record with its id."""
         recent = await run_in_threadpool(service.runner.store.recent, min(max(limit, 1), 500))
         return {"jobs": [job_summary(job) for job in recent]}
 
-    @router.get("/backup/jobs/{job_id}", tags=["jobs"])
+    @router.get(
+        "/backup/jobs/{job_id}", tags=["jobs"], responses={200: {"model": JobSummary}, **error_responses(404)}
+    )
     async def job(job_id: str) -> dict[str, Any]:
         found = await run_in_threadpool(_job_or_404, service, job_id)
         return job_summary(found)
 
-    @router.get("/backup/jobs/{job_id}/rejects", tags=["jobs"])
+    @router.get(
+        "/backup/jobs/{job_id}/rejects",
+        tags=["jobs"],
+        response_class=FileResponse,
+        responses={200: file_content("application/json", "The rejects file"), **error_responses(404)},
+    )
     async def rejects(job_id: str) -> FileResponse:
         """The job's rejects file (backup format, with the reason beside each record)."""
         found = await run_in_threadpool(_job_or_404, service, job_id)
@@ -316,7 +377,12 @@ def build_router(service: Service) -> APIRouter:
             found.rejects_path, media_type="application/json", filename=f"rejects-{job_id}.json"
         )
 
-    @router.get("/backup/jobs/{job_id}/errors", tags=["jobs"])
+    @router.get(
+        "/backup/jobs/{job_id}/errors",
+        tags=["jobs"],
+        response_class=Response,
+        responses={200: file_content("text/plain", "One error message a line"), **error_responses(404)},
+    )
     async def errors(job_id: str) -> PlainTextResponse:
         """Every error message of the job, one per line."""
         await run_in_threadpool(_job_or_404, service, job_id)
@@ -326,7 +392,15 @@ def build_router(service: Service) -> APIRouter:
             headers={"Content-Disposition": f'attachment; filename="errors-{job_id}.txt"'},
         )
 
-    @router.get("/backup", tags=["backup"])
+    @router.get(
+        "/backup",
+        tags=["backup"],
+        response_class=StreamingResponse,
+        responses={
+            200: file_content("application/json", "The backup", "application/gzip"),
+            **error_responses(400),
+        },
+    )
     async def download(
         includeDemoData: bool = True,
         auditLogLimit: int | None = None,
@@ -349,8 +423,18 @@ def build_router(service: Service) -> APIRouter:
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
-    @router.post("/downloads", tags=["service"])
-    async def download_link(body: DownloadRequest) -> dict[str, str]:
+    @router.post(
+        "/downloads",
+        tags=["service"],
+        responses={200: {"model": DownloadLink}, **error_responses(400, 404)},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": DownloadRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def download_link(body: Annotated[DownloadRequest, Depends(_download_request)]) -> dict[str, str]:
         """A link to a download (`/api/backup?...`, `/api/backup/jobs/{id}/rejects` or
         `.../errors`) that works for a minute without the Authorization header: a browser
         streams a download to disk only when it follows a link. The download's options are
@@ -388,6 +472,15 @@ def build_router(service: Service) -> APIRouter:
 
 class DownloadRequest(BaseModel):
     url: str = Field(description="The download's path and query, e.g. /api/backup?gzip=true")
+
+
+async def _download_request(request: Request) -> DownloadRequest:
+    """The body, read only after the router's guard let the request in: a request without
+    the token is a 401 whatever its body (FastAPI reads a body parameter before that)."""
+    try:
+        return DownloadRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 def _backup_options(
