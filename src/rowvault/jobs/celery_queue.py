@@ -6,6 +6,8 @@ then sends only its id to a Celery queue named after the target database. `rowva
 checkpoints, cancel, resume and the `interrupted` heartbeat work exactly as with the
 server's own worker processes. The state store stays the truth: a message delivered twice,
 or for a job cancelled while it waited, finds the job no longer queued and does nothing.
+A worker that dies mid-job (its heartbeat stops) is noticed by the others' sweep, and by the
+API when a job is looked at: the job goes back on the queue and resumes from its checkpoint.
 
 What the machines share: the state store (ROWVAULT_STATE_URL, PostgreSQL), the broker
 (ROWVAULT_BROKER_URL, Redis) and ROWVAULT_HOME, where uploaded backups wait for their job.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from typing import Any
 
 from ..errors import OptionError, RowvaultError
@@ -29,7 +32,8 @@ except ImportError:  # an optional extra
         "pip install 'rowvault[celery]'"
     ) from None
 from .model import this_process
-from .runner import JobRunner, new_runner
+from .runner import STALE_AFTER_SECONDS, JobRunner, new_runner, owner_gone
+from .store import StateStore
 
 log = logging.getLogger("rowvault.jobs")
 TASK = "rowvault.run_job"
@@ -115,6 +119,38 @@ def run_job(job_id: str) -> str:
     return runner.run(job_id, claimed=True).status
 
 
+REQUEUE_LIMIT = 3
+"""Times a job whose worker died is queued again by itself before it waits for a person."""
+SWEEP_SECONDS = 2.0
+
+
+def requeue_gone(app: Celery, store: StateStore, target_key: str | None = None) -> list[str]:
+    """Jobs whose worker died (its heartbeat stopped, or its process is gone from this host)
+    go back on the queue, to resume from their checkpoint on a live worker."""
+    dead = {job.owner for job in store.active() if job.owner and owner_gone(job.owner)}
+    requeued, _ = store.requeue_stale(
+        target_key, stale_after=STALE_AFTER_SECONDS, dead_owners=dead, limit=REQUEUE_LIMIT
+    )
+    for job_id in requeued:
+        job = store.get(job_id)
+        if job is not None:
+            send(app, job.id, job.target_key)
+    return requeued
+
+
+def _sweep(app: Celery, settings: Any, target_key: str, stop: threading.Event) -> None:
+    """In the worker's main process: every few seconds, requeue the jobs of dead workers."""
+    store = StateStore(settings.state_database)
+    try:
+        while not stop.wait(SWEEP_SECONDS):
+            try:
+                requeue_gone(app, store, target_key)
+            except Exception:  # the store or the broker is down for a moment: next round
+                log.exception("[worker] looking for the jobs of dead workers failed")
+    finally:
+        store.close()
+
+
 def work(settings: Any) -> None:
     """`rowvault worker --celery`: consume the queue of `settings.database_url` until stopped."""
     global _settings
@@ -130,6 +166,14 @@ def work(settings: Any) -> None:
         queue,
         masked_broker_url(settings.broker_url),
     )
-    app.worker_main(
-        ["worker", "--queues", queue, "--concurrency", str(settings.workers), "--loglevel", "INFO"]
+    stop = threading.Event()
+    sweeper = threading.Thread(
+        target=_sweep, args=(app, settings, probe.key, stop), name="rowvault-sweep", daemon=True
     )
+    sweeper.start()
+    try:
+        app.worker_main(
+            ["worker", "--queues", queue, "--concurrency", str(settings.workers), "--loglevel", "INFO"]
+        )
+    finally:
+        stop.set()

@@ -347,6 +347,45 @@ class StateStore:
                 stopped.append(job.id)
         return stopped
 
+    def requeue_stale(
+        self, target_key: str | None, *, stale_after: float, dead_owners: Iterable[str] = (), limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Running jobs (of `target_key`, or any) whose process is gone go back to `queued`,
+        to resume from their checkpoint on another worker; their lock stays theirs. A job
+        requeued `limit` times already becomes `interrupted` instead (a job that kills its
+        worker every time waits for a person). Returns (requeued, interrupted) ids. Only one
+        of several processes that sweep at once moves a job."""
+        now = time.time()
+        dead = set(dead_owners)
+        requeued: list[str] = []
+        stopped: list[str] = []
+        for job in self.active():
+            if job.status != "running" or (target_key is not None and job.target_key != target_key):
+                continue
+            if job.owner not in dead and (job.heartbeat_at or 0) >= now - stale_after:
+                continue
+            times = int(job.checkpoint.get("requeued") or 0)
+            if times >= limit:
+                job.interrupt()
+                self.save(job)
+                self.unlock(job.target_key, job.id)
+                stopped.append(job.id)
+                continue
+            checkpoint = {**job.checkpoint, "requeued": times + 1}
+            with self.engine.begin() as conn:
+                moved = conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job.id, jobs.c.status == "running", jobs.c.owner == job.owner)
+                    .where(jobs.c.heartbeat_at == job.heartbeat_at)
+                    .values(status="queued", owner=None, heartbeat_at=now, checkpoint=_dump(checkpoint))
+                )
+            if moved.rowcount == 1:
+                log.warning(
+                    "[restore] job %s: its process %s is gone; queued again to resume", job.id, job.owner
+                )
+                requeued.append(job.id)
+        return requeued, stopped
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cur = dbapi_conn.cursor()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
@@ -53,6 +54,7 @@ from .download import stream_backup
 from .errors import error_responses
 from .tickets import Tickets
 
+log = logging.getLogger("rowvault.web")
 STREAM_POLL_SECONDS = 0.5
 STREAM_KEEPALIVE_SECONDS = 15.0
 
@@ -79,14 +81,29 @@ class Service:
             if not self.settings.database_url:
                 raise RowvaultError("no database: set DATABASE_URL or pass --db")
             self._runner = new_runner(self.settings)
+        if self.settings.jobs == "celery":
+            from ..jobs.celery_queue import make_app
+
+            self._queue = make_app(self.settings.broker_url)
+            self.recover_stale()
+            return
         self._runner.recover()
         if self.settings.jobs == "process":
             self._workers = WorkerPool(self.settings, self._runner, self.settings.workers)
             self._workers.start()
-        elif self.settings.jobs == "celery":
-            from ..jobs.celery_queue import make_app
 
-            self._queue = make_app(self.settings.broker_url)
+    def recover_stale(self) -> None:
+        """Jobs whose process is gone: on Celery they go back on the queue to resume on a
+        live worker; run here, they show `interrupted` (resume is a person's call)."""
+        if self._queue is None:
+            self.runner.recover()
+            return
+        from ..jobs.celery_queue import requeue_gone
+
+        try:
+            requeue_gone(self._queue, self.runner.store)
+        except Exception:  # the broker is down: the workers' own sweep will do it
+            log.exception("[service] queueing again the jobs of dead workers failed")
 
     def stop(self) -> None:
         if self._workers is not None:
@@ -139,9 +156,8 @@ def _job_or_404(service: Service, job_id: str) -> Job:
         or (job.owner is not None and owner_gone(job.owner))
     )
     if stale:  # its process is gone
-        job.interrupt()
-        store.save(job)
-        store.unlock(job.target_key, job.id)
+        service.recover_stale()
+        job = store.get(job_id) or job
     return job
 
 
