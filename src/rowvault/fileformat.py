@@ -208,12 +208,18 @@ class GunzipStream(io.RawIOBase):
         size = min(len(buffer), OUTPUT_STEP)
         while True:
             if self._pending:
-                out = self._zlib.decompress(self._pending, size)
-                self._pending = self._zlib.unconsumed_tail
+                try:
+                    out = self._zlib.decompress(self._pending, size)
+                except zlib.error as exc:
+                    raise CorruptGzip(str(exc), at=self.read_bytes, produced=self.produced) from exc
                 if self._zlib.eof:  # a member ended; another may follow
-                    self._pending = self._zlib.unused_data + self._pending
+                    # unused_data holds all the input past the member's end; unconsumed_tail may
+                    # hold the same bytes again (when the previous call was cut at `size`)
+                    self._pending = self._zlib.unused_data
                     self._zlib = zlib.decompressobj(wbits=31)
                     self._in_member = False
+                else:
+                    self._pending = self._zlib.unconsumed_tail
                 if out:
                     self.produced += len(out)
                     if self._limits is not None:
@@ -224,7 +230,7 @@ class GunzipStream(io.RawIOBase):
             data = self._raw.read(self._chunk)
             if not data:
                 if self._in_member:
-                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+                    raise TruncatedGzip(at=self.read_bytes, produced=self.produced)
                 return 0
             self.read_bytes += len(data)
             self._in_member = True
@@ -256,6 +262,42 @@ class GunzipStream(io.RawIOBase):
         super().close()
 
 
+class CorruptGzip(OSError):
+    """zlib refused the compressed data read so far (`at` bytes of the file) after handing
+    out `produced` bytes."""
+
+    def __init__(self, reason: str, *, at: int, produced: int) -> None:
+        self.reason = reason
+        self.at = at
+        self.produced = produced
+        super().__init__(reason)
+
+
+class TruncatedGzip(EOFError):
+    """The file ended inside a gzip member, at byte `at`, after `produced` bytes of data."""
+
+    def __init__(self, *, at: int, produced: int) -> None:
+        self.at = at
+        self.produced = produced
+        super().__init__("Compressed file ended before the end-of-stream marker was reached")
+
+
+_ZLIB_WORDS = {
+    "incorrect data check": "its checksum does not match the data",
+    "incorrect length check": "its length does not match the data",
+    "incorrect header check": "bytes that are not gzip",
+    "unknown compression method": "bytes that are not gzip",
+}
+
+
+def _gzip_damage(exc: CorruptGzip) -> str:
+    words = next((plain for key, plain in _ZLIB_WORDS.items() if key in exc.reason), "damaged data")
+    return (
+        f"the gzip data is corrupt after {exc.produced:,} bytes of data (by byte {exc.at:,} of the "
+        f"file): {words}"
+    )
+
+
 def _peek(raw: IO[bytes], n: int) -> bytes:
     if isinstance(raw, io.BufferedReader):
         return raw.peek(n)[:n]
@@ -267,8 +309,16 @@ def _peek(raw: IO[bytes], n: int) -> bytes:
 
 def read_failure(name: str, exc: BaseException) -> BackupFileError:
     """Translate a decompression or I/O failure into a message about the file."""
+    if isinstance(exc, TruncatedGzip):
+        return BackupFileError(
+            name,
+            f"the compressed data ends early, at byte {exc.at:,} (after {exc.produced:,} bytes of "
+            "data): the file is truncated",
+        )
     if isinstance(exc, EOFError):
         return BackupFileError(name, "the compressed data ends early: the file is truncated")
+    if isinstance(exc, CorruptGzip):
+        return BackupFileError(name, _gzip_damage(exc))
     if isinstance(exc, (gzip.BadGzipFile, zlib.error)):
         return BackupFileError(name, f"the gzip data is corrupt ({exc})")
     return BackupFileError(name, f"cannot read the file ({exc})")

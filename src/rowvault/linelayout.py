@@ -133,7 +133,13 @@ class LineReader:
             end = buf.find(b"\n]", pos)
             stop = len(buf) if end < 0 else end + 1
             region = buf[pos:stop]
-            self._pos = stop
+            if stop == len(buf):  # let the block go with its last region (a long record is big)
+                self._buf, self._pos = b"", 0
+            elif len(region) > BLOCK:
+                self._buf, self._pos = buf[stop:], 0
+            else:
+                self._pos = stop
+            del buf
             if not region.endswith(b"\n"):
                 raise BackupFileError(
                     self.name,
@@ -143,7 +149,9 @@ class LineReader:
                 )
             self.region_lines = region.count(b"\n")
             self.lineno += self.region_lines
-            yield region
+            handed = [region]
+            del region
+            yield handed.pop()  # not kept in this frame while the consumer splits it
 
 
 def check_region(region: bytes, lines: int, first_line: int, name: str, table: str) -> int:
@@ -179,7 +187,10 @@ def table_name(line: bytes, name: str, lineno: int) -> str:
     except orjson.JSONDecodeError:
         table = None
     if not isinstance(table, str):
-        raise BackupFileError(name, f"bad table name {line[:40]!r}", line=lineno)
+        shown = line[:40].decode("utf-8", "replace") + ("..." if len(line) > 40 else "")
+        raise BackupFileError(
+            name, f"expected a table's name (a JSON string in UTF-8), found {shown!r}", line=lineno
+        )
     return table
 
 

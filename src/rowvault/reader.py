@@ -35,7 +35,7 @@ from .jsonlayout import JsonLayout, first_member_ends
 from .limits import ReadLimits
 from .linelayout import LineTooLong, check_region, line_reader, split_region, table_name
 from .schema import TableSpec
-from .sniff import looks_like_json, not_a_backup
+from .sniff import UTF8_BOM, looks_like_json, not_a_backup
 
 Layout = Literal["lines", "json"]
 _READ_ERRORS = READ_ERRORS
@@ -70,7 +70,7 @@ class FileSummary:
 
     def spec(self, table: str) -> TableSpec | None:
         """The table's description from the metadata, if the file carries one."""
-        described = ((self.metadata or {}).get("tables") or {}).get(table)
+        described = described_tables(self.metadata).get(table)
         if not isinstance(described, dict) or not described.get("columns"):
             return None
         return TableSpec.from_dict(table, described)
@@ -128,6 +128,10 @@ class BackupFile:
         except _READ_ERRORS as exc:
             raise read_failure(self.name, exc) from exc
         try:
+            _skip_bom(stream)
+        except _READ_ERRORS as exc:
+            raise read_failure(self.name, exc) from exc
+        try:
             yield stream, compressed
         finally:
             if stream is not self.source:
@@ -179,7 +183,7 @@ class BackupFile:
         )
         closed = False
         while (item := reader.line()) is not None:
-            line, _ = item
+            line, complete = item
             lineno = reader.lineno - 1
             if closed:
                 if line:
@@ -194,6 +198,10 @@ class BackupFile:
                     table.count += check_region(region, lines, start, name, table.name)
                     if table.keys is not None:  # no column list in the metadata
                         _collect_keys(table.keys, region)
+            elif line and not complete:
+                raise BackupFileError(
+                    name, "the file ends in the middle of the line: it is truncated", line=lineno
+                )
             elif line:
                 raise BackupFileError(name, "expected a table or the end", line=lineno)
         if not closed:
@@ -203,7 +211,7 @@ class BackupFile:
         table = table_name(line, self.name, lineno)
         if table in summary.tables:
             raise BackupFileError(self.name, f"table {table!r} appears twice", line=lineno)
-        described = ((summary.metadata or {}).get("tables") or {}).get(table)
+        described = described_tables(summary.metadata).get(table)
         has_columns = isinstance(described, dict) and bool(described.get("columns"))
         summary.tables[table] = TableSummary(
             table, first_line=lineno + 1, keys=None if has_columns else set()
@@ -240,6 +248,13 @@ class BackupFile:
             return
         for table, info in described.items():
             count = info.get("count") if isinstance(info, dict) else None
+            if count is not None and type(count) is not int:
+                raise BackupFileError(
+                    self.name,
+                    f"the metadata's count {_shown(count)} is not a number of records: "
+                    "the file is damaged or was edited",
+                    table=table,
+                )
             if table not in summary.tables:
                 if count:
                     raise BackupFileError(
@@ -252,7 +267,7 @@ class BackupFile:
             if isinstance(count, int) and count != found:
                 raise BackupFileError(
                     self.name,
-                    f"the metadata says {count} records but the file holds {found}: "
+                    f"the metadata says {count:,} records but the file holds {found:,}: "
                     "the file is damaged or was edited",
                     table=table,
                 )
@@ -267,6 +282,29 @@ class BackupFile:
                 yield line_sections(stream, self.name, compressed=compressed, max_line=cap)
             else:
                 yield JsonLayout(stream, self.name, max_value=self.limits.max_line_bytes).sections()
+
+
+def described_tables(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The metadata's table descriptions; none when its `tables` is not an object (the
+    plan refuses such a metadata, naming it)."""
+    described = (metadata or {}).get("tables")
+    return described if isinstance(described, dict) else {}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _skip_bom(stream: IO[bytes]) -> None:
+    """Step over a UTF-8 byte order mark: some editors save JSON with one."""
+    if hasattr(stream, "peek"):
+        if stream.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
+            stream.read(len(UTF8_BOM))
+        return
+    position = stream.tell()
+    if stream.read(len(UTF8_BOM)) != UTF8_BOM:
+        stream.seek(position)
 
 
 def _collect_keys(keys: set[str], region: bytes) -> None:

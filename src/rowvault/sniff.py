@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .errors import BackupFileError
 
-_UTF8_BOM = b"\xef\xbb\xbf"
+UTF8_BOM = b"\xef\xbb\xbf"
 _KINDS: tuple[tuple[int, bytes, str], ...] = (
     (0, b"PK\x03\x04", "a ZIP archive (unzip it first)"),
     (0, b"PK\x05\x06", "an empty ZIP archive"),
@@ -31,7 +31,7 @@ _KINDS: tuple[tuple[int, bytes, str], ...] = (
 
 def looks_like_json(head: bytes) -> bool:
     """Whether the file's first bytes can start a backup (a JSON object)."""
-    text = head[len(_UTF8_BOM) :] if head.startswith(_UTF8_BOM) else head
+    text = head[len(UTF8_BOM) :] if head.startswith(UTF8_BOM) else head
     text = text.lstrip(b" \t\r\n")
     return not text or text.startswith(b"{")
 

@@ -77,7 +77,10 @@ async def receive(
     size = dest.stat().st_size
     if size == 0:
         dest.unlink(missing_ok=True)
-        raise HTTPException(status_code=400, detail="the request has no backup in it (empty body)")
+        detail = "the request has no backup in it (empty body)"
+        if filename != "upload":
+            detail = f"{filename}: the file is empty: it is not a backup"
+        raise HTTPException(status_code=400, detail=detail)
     if not options and content_type in (b"application/json", b"", b"text/plain"):
         options = read_body_options(dest, limits=limits)
     return Upload(dest, size, options, filename)
@@ -117,11 +120,12 @@ async def _multipart(
             fields["\0filename"] = opts[b"filename"].decode("utf-8", "replace")
         if state["file"] and state.get("got_file"):
             raise HTTPException(status_code=400, detail="more than one field named 'file'")
+        if state["file"]:
+            state["got_file"] = True  # an empty file is still the form's file (and refused as empty)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         piece = data[start:end]
         if state["file"]:
-            state["got_file"] = True
             out.write(piece)
         else:
             state["value"] += piece
