@@ -13,9 +13,8 @@ Points (`name[:argument]`):
   validation:N          the validation pass, once N record lines were checked (`check_region`)
   mid-create:N          N tables created, the others not yet (MariaDB commits each CREATE)
   created               the tables are created (committed), the job has not recorded them yet
-  mid-table:T:K         table T, past its K-th batch, at the first batch settled while the
-                        job's stored checkpoint is two batches behind what is committed (a
-                        kill just after a checkpoint write would hide how far it lags)
+  mid-table:T:K         table T, just after its K-th batch was settled (the job writes its
+                        checkpoint after every batch, so nothing lags: the kill needs no flush)
   between-tables:T      every earlier table written, table T about to start
   deferred:T            held-back foreign keys: those of the earlier tables are in, T's next
   ddl                   after the data: the first foreign key added after an index is in
@@ -46,10 +45,6 @@ from rowvault.loader import TableLoader
 from rowvault.plan import TablePlan
 
 restore = importlib.import_module("rowvault.restore")  # the package's `restore` is the function
-
-STALL_BATCHES = 40
-"""mid-table: past K + this many batches without a lagging checkpoint, kill anyway."""
-
 
 class Truth:
     """What really happened before the kill, written beside the test's database."""
@@ -113,9 +108,17 @@ def watch(truth: Truth) -> None:
 
         return run
 
+    def checkpoint(original: Callable[..., Any]) -> Callable[..., Any]:
+        def run(self: Any, *args: Any) -> None:
+            original(self, *args)  # written to the store after every batch
+            truth.stored = dict(self.done)
+
+        return run
+
     wrap(TableLoader, "settle", settle)
     wrap(runner._Reporter, "__init__", reporter_init)
     wrap(runner._Reporter, "flush", flush)
+    wrap(runner._Reporter, "checkpoint", checkpoint)
 
 
 def arm(truth: Truth, point: str) -> None:
@@ -189,10 +192,8 @@ def _mid_table(truth: Truth, argument: str) -> None:
             if self.plan.source != table:
                 return
             done = truth.batches.get(table, 0)
-            if done < after_batches:
-                return
-            behind = truth.settled[table] - truth.stored.get(table, 0)
-            if behind >= 2 * len(batch.chunk) or done >= after_batches + STALL_BATCHES:
+            if done >= after_batches:
+                behind = truth.settled[table] - truth.stored.get(table, 0)
                 truth.kill(f"{table}: batch {done} settled, stored checkpoint {behind} behind", flush=False)
 
         return run

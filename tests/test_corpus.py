@@ -46,29 +46,7 @@ NO_DETAIL = ("Traceback", "internal error", "lexical error", "\\x", "(right here
 """What a user must never see: a stack trace, the server's shrug, parser jargon, raw bytes."""
 
 
-DEFECTS: dict[str, str] = {
-    "bigint-json-column.json": (
-        "loader._parse reads a batch with orjson, which turns an integer past 64 bits into a "
-        "double: 123456789012345678901234567890 is written as 1.2345678901234568e+29, unreported"
-    ),
-    "bigint-text-column.json": (
-        "loader._parse (orjson): an integer past 64 bits becomes a double; a TEXT column gets "
-        "'1.2345678901234568e+29', unreported"
-    ),
-    "bigint-decimal-column.json": (
-        "loader._parse (orjson): an integer past 64 bits becomes a double, written into "
-        "NUMERIC(12, 2) as 1.2345678901234568e+29 instead of a record error"
-    ),
-    "deep-json-column-300.json": (
-        "rejects.Rejects.add writes the failed record with orjson.dumps, which stops at 255 levels: "
-        "TypeError 'Recursion limit reached' ends the restore part-way (a traceback, rows of earlier "
-        "batches already written)"
-    ),
-    "big-column-name.json": (
-        "loader.TableLoader._row names an unknown key in full: a 1 MB key makes a 1 MB record error "
-        "(in the result, the progress record, the API answer and the terminal)"
-    ),
-}
+DEFECTS: dict[str, str] = {}
 """Cases that show a defect outside the files this corpus may fix: xfail, strict."""
 _COPIES = (
     "a legitimate 50 MB value costs about 5 times its size: loader._parse holds the batch "

@@ -188,12 +188,6 @@ def test_the_job_a_full_target_disk_stopped_says_why(sqlite_on_a_full_disk: Stop
     assert stored.resumable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore._Run.execute translates the driver's error without the database's URL "
-    "(`translate(exc)`, not `translate(exc, url=...)`), so DiskFull says 'the database's disk' "
-    "without naming which database (the job record's error is read without the summary)",
-)
 def test_the_error_names_the_database_whose_disk_is_full(sqlite_on_a_full_disk: Stopped) -> None:
     assert str(sqlite_on_a_full_disk.disk / "target.db") in error_line(sqlite_on_a_full_disk.run)
 
@@ -347,14 +341,6 @@ def test_a_home_filled_mid_restore_leaves_no_job_claiming_success(
     assert_resumes_to_the_source(job["id"], filled.home, filled.target, source, portable=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the state store's sqlite3 'database or disk is full' is taken for the target's twice: "
-    "raised in the progress callback (jobs.runner._Reporter.flush via loader settle -> ctx.report) "
-    "restore._Run.execute makes it RestoreAborted('the database's disk is full'), then "
-    "JobRunner._fail's StateStore.save fails the same way and cli._errors_to_exit_codes "
-    "translates that as the database's too: the user is sent to free a disk that has room",
-)
 def test_a_home_filled_mid_restore_is_reported_as_the_state_store_disk(
     home_filled_mid_restore: HomeFilled,
 ) -> None:
@@ -363,11 +349,5 @@ def test_a_home_filled_mid_restore_is_reported_as_the_state_store_disk(
     assert str(home_filled_mid_restore.home) in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs.runner.JobRunner._fail logs 'could not write its last progress' with "
-    "log.exception, and the heartbeat thread logs its failed writes the same way: a full home "
-    "prints Python tracebacks on the CLI's stderr",
-)
 def test_a_home_filled_mid_restore_prints_no_traceback(home_filled_mid_restore: HomeFilled) -> None:
     assert "Traceback" not in home_filled_mid_restore.run.stderr

@@ -48,7 +48,7 @@ POINTS = {
     "validation": "validation:100000",
     "tables-half-created": "mid-create:4",
     "tables-created": "created",
-    "mid-table": "mid-table:business_products:30",
+    "mid-table": "mid-table:business_products:15",
     "between-tables": "between-tables:audit_logs",
     "held-back-keys": "deferred:departments",
     "indexes-and-keys": "ddl",
@@ -290,30 +290,10 @@ def check_work_after_resume(truth: dict[str, Any], result: dict[str, Any], total
 
 # -- the matrix --------------------------------------------------------------------------------
 
-REREAD = (
-    "restore._Run._load reads a table with held-back foreign keys again from its first record on "
-    "resume (`done = 0 if tp.deferrals`): categories (2,000) and departments (400) are written "
-    "again after any kill past them"
-)
-THROTTLED = (
-    "jobs.runner._Reporter writes the checkpoint at most 4 times a second, so the stored checkpoint "
-    "can lag the committed batches by more than one batch"
-)
-KNOWN = {
-    "mid-table": (REREAD, THROTTLED),
-    "between-tables": (REREAD,),
-    "held-back-keys": (REREAD,),
-    "indexes-and-keys": (REREAD,),
-    "counters": (REREAD,),
-}
-
 
 def cell(point: str, kind: str) -> Any:
     """One kill point on one engine; MariaDB's cells are the slow ones (about twice the time)."""
     marks: list[Any] = [pytest.mark.slow] if kind == "mysql" else []
-    if point in KNOWN:
-        reason = "; ".join(KNOWN[point])
-        marks.append(pytest.mark.xfail(strict=True, raises=ResumeRedidTooMuch, reason=reason))
     return pytest.param(point, kind, marks=marks, id=f"{kind}-{point}")
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import functools
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -236,7 +237,7 @@ def _check_decimal(value: Any) -> Any:
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    return _json_text(value)
 
 
 _TRUE = {"true", "t", "1", "yes", "y", "on"}
@@ -346,7 +347,19 @@ def _from_base64(value: Any) -> bytes:
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits, nesting past orjson's 255 levels
+        return exact_json(value)
+
+
+def exact_json(value: Any) -> str:
+    """JSON text of what orjson cannot write (every digit of a big integer, deep nesting);
+    a ValueError when even the json module cannot (nesting past Python's own limit)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except RecursionError:
+        raise ValueError("nested too deeply to be written") from None
 
 
 def _json_passthrough(value: Any) -> Any:

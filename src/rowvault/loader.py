@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import re
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -223,13 +224,15 @@ class LoadContext:
             try:
                 self.retries.failed(reason)
             except GaveUp as gave_up:
-                raise RestoreAborted(f"{_failure(exc)} (gave up after {gave_up.attempts} retries)") from exc
+                raise RestoreAborted(
+                    f"{_failure(exc, self)} (gave up after {gave_up.attempts} retries)"
+                ) from exc
             try:
                 self._reconnect()
             except Exception as again:
                 if not raised_by_driver(again):
                     raise
-                reason = transient(again) or _failure(again)  # the server may be restarting
+                reason = transient(again) or _failure(again, self)  # the server may be restarting
                 exc = again
                 continue
             return True
@@ -301,6 +304,8 @@ class TableLoader:
         items = section.items
         if skip and self._copies is not None:
             self._recount(section, items, skip)
+        elif skip and self._held:
+            self._hold_again(section, items, skip)
         elif skip:
             for _ in islice(items, skip):
                 pass
@@ -336,6 +341,24 @@ class TableLoader:
             batch = self.prepare(chunk, done, section)
             copies.tally([batch.rows[i] for i in batch.good])
             done += len(chunk)
+
+    def _hold_again(self, section: Section, items: Iterator[Any], skip: int) -> None:
+        """Resuming a table with held-back foreign keys: the rows the stopped run wrote are not
+        written again, but their held-back values - which lived in its memory - are read
+        from the file once more, to be filled in with the others'."""
+        done = 0
+        while done < skip and (chunk := list(islice(items, min(MAX_BATCH, skip - done)))):
+            batch = self.prepare(chunk, done, section)
+            self._defer(batch)
+            done += len(chunk)
+
+    def _defer(self, batch: _Batch) -> None:
+        ctx, errors = self.ctx, batch.errors
+        for i in batch.good:
+            if i not in errors and any(v is not None for v in batch.held[i]):
+                key = self._key_pick(batch.rows[i]) if self._key_pick else ()
+                key = key if isinstance(key, tuple) else (key,)
+                ctx.deferred.add(self.plan.source, key, batch.held[i], batch.records[i])
 
     def _batches(self, section: Section, items: Iterator[Any], index: int) -> None:
         """Prepare a batch, write it, settle it. With a pipeline (engines in another process),
@@ -473,11 +496,7 @@ class TableLoader:
             result.updated += batch.outcome.updated
             result.unchanged += batch.outcome.unchanged
         if batch.held:
-            for i in batch.good:
-                if i not in errors and any(v is not None for v in batch.held[i]):
-                    key = self._key_pick(batch.rows[i]) if self._key_pick else ()
-                    key = key if isinstance(key, tuple) else (key,)
-                    ctx.deferred.add(self.plan.source, key, batch.held[i], batch.records[i])
+            self._defer(batch)
         for i in sorted(errors):
             record = batch.records[i] if batch.records[i] is not None else batch.chunk[i]
             self._fail(i, errors[i], record, batch, batch.base)
@@ -511,6 +530,8 @@ class TableLoader:
             if len(parsed) == len(chunk):
                 records = list(parsed)
                 _duplicate_keys(chunk, records, errors, data)
+                if _LONG_DIGITS.search(data):
+                    _exact_integers(chunk, records)
                 return records
         except orjson.JSONDecodeError:
             pass
@@ -522,6 +543,7 @@ class TableLoader:
                 errors[i] = f"{section.where(base + i)} is not valid JSON ({exc})"
                 records.append(None)
         _duplicate_keys(chunk, records, errors, None)
+        _exact_integers(chunk, records)
         return records
 
     def _rows(self, records: list[Any], errors: dict[int, str]) -> list[Row]:
@@ -541,7 +563,7 @@ class TableLoader:
         ignored = self.plan.ignored_keys
         extra = [k for k in record if k not in self._known and k not in ignored]
         if extra:
-            errors.setdefault(i, "unknown column " + ", ".join(repr(k) for k in extra))
+            errors.setdefault(i, "unknown column " + ", ".join(_shown(k) for k in extra[:10]))
         return tuple(record.get(k) for k in self.plan.keys)
 
     def _check_parents(
@@ -580,6 +602,13 @@ class TableLoader:
         return f"#{position + 1}"
 
 
+def _shown(name: str, limit: int = 80) -> str:
+    """A name from the file, quoted, and cut in the middle when it is long."""
+    if len(name) <= limit:
+        return repr(name)
+    return repr(name[: limit // 2] + "…" + name[-limit // 4 :]) + f" ({len(name):,} characters)"
+
+
 def _raw(record: Any, key: str) -> Any:
     return record.get(key) if isinstance(record, dict) else None
 
@@ -600,18 +629,41 @@ def _duplicate_keys(chunk: list[Any], records: list[Any], errors: dict[int, str]
     record written again, and exactly as many only if it names no key twice (at any depth).
     Only a line that fails is parsed again with the json module, which sees every key."""
     if data is not None:
-        again = orjson.dumps(records)
+        again = _dumped(records)
         if again == data or (b"\\u" not in data and again.count(b":") == data.count(b":")):
             return
     for i, (line, record) in enumerate(zip(chunk, records, strict=True)):
         if type(record) is not dict:
             continue
-        if b"\\u" not in line and line.count(b":") == orjson.dumps(record).count(b":"):
+        if b"\\u" not in line and line.count(b":") == _dumped(record).count(b":"):
             continue
         key = _repeated_key(line)
         if key is not None:
             errors[i] = f"duplicate key {key!r} in the record"
             records[i] = None  # the rejects file keeps the line as it was written
+
+
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+"""A run of digits orjson may read as a double: an integer past 64 bits (19 digits and more)."""
+
+
+def _exact_integers(chunk: list[Any], records: list[Any]) -> None:
+    """orjson reads an integer past 64 bits as a double (`1.2345678901234568e+29`): the lines
+    that may hold one are read again by the json module, which keeps every digit, so a JSON
+    or text column gets the number as written and an integer or decimal column refuses it."""
+    for i, line in enumerate(chunk):
+        if records[i] is not None and isinstance(line, bytes) and _LONG_DIGITS.search(line):
+            with suppress(ValueError, RecursionError):  # orjson read it; else keep what it made
+                records[i] = json.loads(line)
+
+
+def _dumped(value: Any) -> bytes:
+    """orjson's writing of `value`; empty when it cannot write it (nesting past 255 levels, an
+    integer past 64 bits), which sends the line to the thorough check."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return b""
 
 
 def _repeated_key(line: bytes) -> str | None:
@@ -674,7 +726,7 @@ def bisect(
                 if not raised_by_driver(exc):
                     raise  # not the records' fault: the traceback is the report
                 if not ctx.dialect.is_record_error(exc):
-                    raise RestoreAborted(_failure(exc)) from exc
+                    raise RestoreAborted(_failure(exc, ctx)) from exc
                 if part_fresh and retry_as_upsert:  # perhaps rows already there: retry as an upsert
                     work.append((part, part_idxs, False))
                 elif len(part) == 1:
@@ -700,13 +752,13 @@ def _rollback(ctx: LoadContext, cause: BaseException) -> None:
         if raised_by_driver(cause) and not ctx.dialect.is_record_error(cause):
             # the same trouble (a lost connection), or nothing left to roll back (SQLite ends
             # the transaction itself on a full disk): what stopped the batch is the news
-            raise RestoreAborted(_failure(cause)) from cause
-        raise RestoreAborted(_failure(exc)) from exc
+            raise RestoreAborted(_failure(cause, ctx)) from cause
+        raise RestoreAborted(_failure(exc, ctx)) from exc
 
 
-def _failure(exc: BaseException) -> str:
-    """What stops a restore, in rowvault's words (`dberrors`)."""
-    return str(translate(exc) or exc)
+def _failure(exc: BaseException, ctx: LoadContext) -> str:
+    """What stops a restore, in rowvault's words (`dberrors`), naming the database."""
+    return str(translate(exc, url=ctx.result.database) or exc)
 
 
 def apply_deferred(plan: TablePlan, ctx: LoadContext, result: TableResult, batch: int = 2000) -> None:

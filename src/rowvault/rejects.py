@@ -5,6 +5,7 @@ and restored on their own.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from itertools import islice
 from pathlib import Path
@@ -31,6 +32,20 @@ def default_rejects_path(source: str, job_id: str | None = None) -> Path:
     return path.with_name(f"{name}.rejects{tag}.json")
 
 
+def _line(entry: dict[str, Any], reason: str) -> bytes:
+    """The entry as one line: by orjson, else (an integer past 64 bits, nesting past 255
+    levels) by the json module, else - nested past even that - the reason alone."""
+    try:
+        return orjson.dumps(entry, default=str)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":")).encode()
+    except (RecursionError, ValueError):
+        kept = f"{reason} (the record is nested too deeply to be kept in this file)"
+        return orjson.dumps({REJECT_REASON_KEY: kept})
+
+
 class Rejects:
     """Collects rejected records per table in temporary files; `close()` writes the file."""
 
@@ -48,7 +63,7 @@ class Rejects:
             raw = record.decode("utf-8", "replace") if isinstance(record, bytes) else str(record)
             entry = {RAW_KEY: raw, REJECT_REASON_KEY: reason}
         spool, n = self._spools.get(table) or (tempfile.TemporaryFile(), 0)
-        spool.write(orjson.dumps(entry, default=str) + b"\n")
+        spool.write(_line(entry, reason) + b"\n")
         self._spools[table] = (spool, n + 1)
         self.count += 1
 

@@ -280,7 +280,7 @@ class _Run:
         except Exception as exc:
             if not raised_by_driver(exc) and not isinstance(exc, OSError):
                 raise  # a bug in rowvault: not the database's failure
-            cause = translate(exc)
+            cause = translate(exc, url=self.result.database)
             if cause is not None:
                 reason = str(cause)
             elif isinstance(exc, OSError):
@@ -436,14 +436,14 @@ class _Run:
         with self.file.sections(self.summary.layout) as sections:
             for section in in_plan_order(sections, order):
                 tp = by_source[section.name]
-                # a table with held-back foreign keys is read again: its held-back values
-                # lived in the stopped run's memory, and re-writing its rows is harmless
-                done = 0 if tp.deferrals else resume.get(tp.source, 0)
+                done = resume.get(tp.source, 0)
                 table_result = self.result.tables[tp.source]
                 if done:
                     table_result.processed = done
                     self.state.advance(tp.source, done)
-                    if done >= tp.count:
+                    # a table with held-back foreign keys is read to its end even so: its
+                    # held-back values lived in the stopped run's memory (`_hold_again`)
+                    if done >= tp.count and not tp.deferrals:
                         continue
                 if tp.count == 0:  # an empty array: nothing to write (replace emptied it)
                     continue

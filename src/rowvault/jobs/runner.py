@@ -12,21 +12,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ..database import DatabaseLike, open_database
-from ..errors import BackupFileError, RestoreAborted, RowvaultError, ValidationError
+from ..dberrors import translate
+from ..errors import BackupFileError, DatabaseError, DiskFull, RestoreAborted, RowvaultError, ValidationError
 from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from ..heap import frozen_heap
 from ..options import RestoreOptions
 from ..progress import Phase, Progress, ProgressCallback
-from ..reader import FileSummary
+from ..reader import BackupFile, FileSummary
 from ..restore import Resume, restore
 from ..results import RestoreResult
 from .model import Job, TransitionError, new_job_id, this_process
@@ -110,7 +111,21 @@ class _Reporter:
             self.extra(progress)
 
     def checkpoint(self, table: str, done: int) -> None:
+        """After every committed batch, in the store before the next batch commits: a resumed
+        run redoes one batch at most."""
         self.done[table] = done
+        with self._store_errors():
+            self.store.update(self.job.id, checkpoint=self.state(), heartbeat_at=time.time())
+
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """The state store's failures as the store's, named so: never taken for the target's."""
+        try:
+            yield
+        except RowvaultError:
+            raise
+        except Exception as exc:
+            raise store_failed(self.store, exc) from exc
 
     def tables_created(self, names: list[str]) -> None:
         self.created = sorted(set(self.created) | set(names))
@@ -132,11 +147,12 @@ class _Reporter:
         fields: dict[str, Any] = {"checkpoint": self.state(), "heartbeat_at": time.time()}
         if self.last is not None and not self.last.finished:
             fields["progress"] = self.last.to_dict()
-        self.store.update(self.job.id, **fields)
-        if self.pending:
-            self.store.add_errors(self.job.id, self.seq, self.pending)
-            self.seq += len(self.pending)
-            self.pending = []
+        with self._store_errors():
+            self.store.update(self.job.id, **fields)
+            if self.pending:
+                self.store.add_errors(self.job.id, self.seq, self.pending)
+                self.seq += len(self.pending)
+                self.pending = []
         self.writes += 1
         self.write_seconds += time.perf_counter() - started
 
@@ -273,7 +289,12 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
-            self.store.unlock(self.key, job.id)
+            try:
+                self.store.unlock(self.key, job.id)
+            except Exception as exc:  # a lock whose job is not running is taken over anyway
+                log.warning(
+                    "[restore] job %s: could not free its lock: %s", job.id, store_failed(self.store, exc)
+                )
         log.info("[restore] job %s %s", job.id, job.status)
         return job
 
@@ -293,6 +314,8 @@ class JobRunner:
 
         engine = self.database.engine
         if job.options.get("snapshot") and not options.dry_run and reporter.snapshot is None:
+            if summary is None:  # read the file once, for the snapshot's plan and the restore
+                summary = BackupFile(Path(str(job.source))).scan()
             target = self.home / "jobs" / job.id / "snapshot.json.gz"
             shown = _SnapshotProgress(self.store, job)
             shown(Progress())
@@ -378,8 +401,8 @@ class JobRunner:
             status, message = "error", f"internal error: {type(exc).__name__}: {exc}"
         try:
             reporter.flush()
-        except Exception:  # the store itself may be what failed; the job row is saved below
-            log.exception("[restore] job %s: could not write its last progress", job.id)
+        except Exception as failed:  # the store itself may be what failed; the job row is saved below
+            log.warning("[restore] job %s: could not write its last progress: %s", job.id, failed)
         if reporter.last is not None:
             job.progress = reporter.last.to_dict()
         elif (fresh := self.store.get(job.id)) is not None:
@@ -388,7 +411,14 @@ class JobRunner:
         job.finish(status, error=None if status == "cancelled" else message)  # type: ignore[arg-type]
         if status in ("cancelled", "interrupted"):
             job.progress = {**job.progress, "status": status}
-        self.store.save(job)
+        try:
+            self.store.save(job)
+        except Exception as failed:  # it shows interrupted once its heartbeat is old
+            log.warning(
+                "[restore] job %s: could not record that it ended: %s",
+                job.id,
+                store_failed(self.store, failed),
+            )
 
     def _options(self, job: Job) -> RestoreOptions:
         given = dict(job.options)
@@ -492,12 +522,24 @@ class JobRunner:
             for job_id in list(self._running):
                 try:
                     self.store.update(job_id, heartbeat_at=now)
-                except Exception:
-                    log.exception("heartbeat for job %s failed", job_id)
+                except Exception as exc:
+                    log.warning(
+                        "[restore] heartbeat of job %s failed: %s", job_id, store_failed(self.store, exc)
+                    )
 
     def recover(self) -> list[str]:
         """At start: jobs whose process is gone become `interrupted` (and free their lock)."""
         return interrupt_gone(self.store)
+
+
+def store_failed(store: StateStore, exc: BaseException) -> RowvaultError:
+    """A failure of the state store in words that name it (a full disk: the store's file)."""
+    cause = translate(exc, url=store.display_url)
+    url = store.engine.url
+    if isinstance(cause, DiskFull) and url.get_backend_name() == "sqlite" and url.database:
+        return DiskFull(cause.reason, path=str(Path(url.database).resolve()))
+    reason = cause.args[0] if cause is not None else f"{type(exc).__name__}: {exc}"
+    return DatabaseError(f"the job state store failed: {reason}")
 
 
 def interrupt_gone(store: StateStore) -> list[str]:
