@@ -46,6 +46,7 @@ from rowvault.plan import TablePlan
 
 restore = importlib.import_module("rowvault.restore")  # the package's `restore` is the function
 
+
 class Truth:
     """What really happened before the kill, written beside the test's database."""
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from rowvault.cli import app
 from rowvault.demo import build_demo
 
-from .backupfiles import read_backup, write_backup
+from .backupfiles import read_backup, write_backup, write_json
 
 runner = CliRunner()
 COMMANDS = ["backup", "restore", "validate", "demo"]
@@ -159,6 +159,68 @@ def test_validate_reports_tables_and_fit(demo_db: Path, tmp_path: Path) -> None:
 
     assert alone.exit_code == 0 and "500 records" in alone.output
     assert against.exit_code == 0 and "fits" in against.output
+
+
+def test_validate_json_lists_what_the_file_holds(demo_db: Path, tmp_path: Path) -> None:
+    backup = tmp_path / "b.json.gz"
+    made = runner.invoke(app, ["backup", "--db", str(demo_db), "-o", str(backup), "--limit", "audit_logs=10"])
+    assert made.exit_code == 0, made.output
+    metadata, tables = read_backup(backup)
+
+    result = runner.invoke(app, ["validate", str(backup), "--json", "--db", str(tmp_path / "empty.db")])
+
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    assert listing["valid"] is True and listing["compressed"] is True and listing["layout"] == "lines"
+    assert (listing["format"], listing["version"], listing["sourceDialect"]) == ("rowvault", 1, "sqlite")
+    assert listing["generator"].startswith("rowvault ")
+    assert listing["createdAt"] == metadata["createdAt"]
+    assert listing["options"] == {"includeDemoData": True, "limits": {"audit_logs": 10}}
+    assert [t["name"] for t in listing["tables"]] == list(tables)
+    assert {t["name"]: t["records"] for t in listing["tables"]} == {n: len(r) for n, r in tables.items()}
+    assert listing["records"] == sum(len(r) for r in tables.values())
+    users = next(t for t in listing["tables"] if t["name"] == "users")
+    assert [c["name"] for c in users["columns"]] == list(tables["users"][0])
+    assert {"name": "email", "type": "VARCHAR(255)"} in users["columns"]
+    assert listing["fit"]["fits"] is True
+    assert sorted(listing["fit"]["tablesToCreate"]) == sorted(tables)
+
+
+def test_validate_says_what_a_file_without_rowvault_metadata_cannot_tell(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "other.json", {"users": [{"id": 1, "name": "a"}, {"id": 2}]})
+
+    shown = runner.invoke(app, ["validate", str(path)])
+    listing = json.loads(runner.invoke(app, ["validate", str(path), "--json"]).stdout)
+
+    assert shown.exit_code == 0, shown.output
+    for fact in ("generator       unknown", "source dialect  unknown", "created at      unknown"):
+        assert fact in shown.output, shown.output
+    assert "no rowvault metadata" in shown.output
+    assert "2 records in 1 tables" in shown.output
+    assert listing["format"] is None and listing["generator"] is None and listing["options"] is None
+    assert listing["tables"] == [
+        {
+            "name": "users",
+            "records": 2,
+            "columns": [{"name": "id", "type": None}, {"name": "name", "type": None}],
+        }
+    ]
+
+
+def test_validate_json_reports_a_file_that_does_not_fit_or_is_not_a_backup(tmp_path: Path) -> None:
+    unknown = write_backup(tmp_path / "unknown.json", None, {"nowhere": [{"a": 1}]})
+    photo = tmp_path / "photo.json"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(100))
+
+    misfit = runner.invoke(app, ["validate", str(unknown), "--json", "--db", str(tmp_path / "t.db")])
+    broken = runner.invoke(app, ["validate", str(photo), "--json"])
+
+    assert misfit.exit_code == 1
+    fit = json.loads(misfit.stdout)["fit"]
+    assert fit["fits"] is False and any("nowhere" in problem for problem in fit["problems"])
+    assert broken.exit_code == 1
+    answer = json.loads(broken.stdout)
+    assert answer["valid"] is False and "photo.json" in answer["error"]
 
 
 def test_dry_run_writes_nothing(demo_db: Path, tmp_path: Path) -> None:

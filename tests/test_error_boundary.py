@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import rowvault
-from rowvault.clidisplay import console, restore_summary
+from rowvault.cli.display import console, restore_summary
 from rowvault.demo import build_demo
 from rowvault.dialects.mysql import MySQLDialect
 from rowvault.dialects.postgresql import PostgreSQLDialect

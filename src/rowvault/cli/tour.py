@@ -1,15 +1,15 @@
 """What `rowvault demo` shows after building the demo database: a backup and a restore of
-it into a fresh database, with the progress bars and summaries a user will see."""
+it into a fresh database, with the progress block and summaries a user will see."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .backup import backup
-from .clidisplay import backup_summary, plain, progress_bars, restore_summary
-from .database import is_url
-from .heap import frozen_heap
-from .restore import restore
+from ..backup import backup
+from ..database import is_url
+from ..heap import frozen_heap
+from ..restore import restore
+from .display import backup_summary, plain, progress_bars, restore_summary
 
 
 def tour(db: str) -> Path:
