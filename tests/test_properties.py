@@ -805,12 +805,6 @@ def _parents_and_children(tmp_path: Path, edit: Callable[[Tables], None]) -> Pat
     return write_backup(tmp_path / "edited.json", metadata, tables)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orjson 3.13 writes a datetime.time whose microseconds are 10000-99999 without the "
-    "leading zero ('00:00:00.10000' for 00:00:00.010000), and encoding.py leaves time objects "
-    "to orjson: such PostgreSQL times come back ten times too long, on every engine",
-)
 def test_a_postgresql_time_with_hundredths_of_a_second_round_trips(make_db: Any, tmp_path: Path) -> None:
     source, target = make_db("postgresql"), make_db("postgresql")
     run(
@@ -894,12 +888,6 @@ def test_json_text_with_escapes_restored_into_its_source_is_unchanged(
     assert rows(url, "SELECT doc FROM docs") == [('{"a": "\\u00fc"}',)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MySQLDialect.match_index_sql leaves FLOAT/DOUBLE columns out of the match index, so "
-    "for a keyless table of doubles only it writes CREATE INDEX ... () and the restore into a "
-    "table that holds rows is aborted with a MariaDB syntax error",
-)
 def test_a_keyless_mariadb_table_of_doubles_restores_into_its_source(make_db: Any, tmp_path: Path) -> None:
     url = make_db("mysql")
     run(url, "CREATE TABLE readings (v DOUBLE)", "INSERT INTO readings VALUES (1.5)")
@@ -910,13 +898,6 @@ def test_a_keyless_mariadb_table_of_doubles_restores_into_its_source(make_db: An
     assert again.success and again.tables["readings"].unchanged == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="a record of a parent table whose key is a JSON array or object reaches "
-    "loader.Failures.add, which puts it in a set: TypeError (unhashable type) escapes the "
-    "restore after the tables were created and rows written",
-)
 def test_a_parent_key_that_is_a_list_is_a_record_error(tmp_path: Path) -> None:
     backup = _parents_and_children(tmp_path, lambda t: t["parents"][1].update(id=[2]))
     target = tmp_path / "target.db"
@@ -943,12 +924,6 @@ def test_a_key_twice_in_a_file_counts_the_rows_created(tmp_path: Path) -> None:
     assert result.tables["parents"].created == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="into a SQLite table rowvault creates, a record whose primary key is null is written "
-    "with an id SQLite makes up (reported as created, not in the file); into a table that exists "
-    "the same record is refused: column 'id' must not be empty",
-)
 def test_a_key_that_is_null_is_a_record_error_in_a_new_table(tmp_path: Path) -> None:
     backup = _parents_and_children(tmp_path, lambda t: t["parents"][0].update(id=None))
 
@@ -957,13 +932,6 @@ def test_a_key_that_is_null_is_a_record_error_in_a_new_table(tmp_path: Path) -> 
     assert result.errors[:1] == ["parents:#1 - column 'id' must not be empty"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=rowvault.RestoreAborted,
-    reason="schema.sa_type creates a PostgreSQL NUMERIC(p, s) as DECIMAL(p, s) on MariaDB, whose "
-    "limit is 65 digits: for a wider column the restore is aborted at CREATE TABLE ('Too big "
-    "precision specified'), after validation said the file fits",
-)
 def test_a_postgresql_numeric_wider_than_65_digits_restores_into_mariadb(
     make_db: Any, tmp_path: Path
 ) -> None:

@@ -191,7 +191,11 @@ def _bytes_text(value: Any) -> Any:
 
 
 def _time_text(value: Any) -> Any:
-    return clock_time(value) if isinstance(value, timedelta) else value
+    """MySQL hands out a TIME as a timedelta. A `time` is written by rowvault too: orjson 3.13
+    drops the leading zero of 10,000-99,999 microseconds (`00:00:00.01` -> "00:00:00.10000")."""
+    if isinstance(value, timedelta):
+        return clock_time(value)
+    return value.isoformat() if isinstance(value, time) else value
 
 
 def _interval_text(value: Any) -> Any:

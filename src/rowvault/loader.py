@@ -56,10 +56,20 @@ class Failures:
         self._keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = defaultdict(set)
 
     def add(self, table: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> None:
-        self._keys[(table, columns)].add(key)
+        self._keys[(table, columns)].add(_frozen(key))
 
     def get(self, table: str, columns: tuple[str, ...]) -> set[tuple[Any, ...]] | None:
         return self._keys.get((table, columns))
+
+
+def _frozen(value: Any) -> Any:
+    """`value` as something a set can hold: a key the file spelled as an array or an object
+    (a record error already) must not stop the restore."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    return value
 
 
 class DeferredWrites:
@@ -575,7 +585,7 @@ class TableLoader:
                 continue
             sources = [self.plan.keys[p] for p in check.positions]
             for i, key in enumerate(zip(*(cols[p] for p in check.positions), strict=True)):
-                if key in failed and i not in errors:
+                if _frozen(key) in failed and i not in errors:
                     shown = as_written(records[i], sources, chunk[i]) if records[i] is not None else key
                     errors[i] = f"skipped: parent {check.parent}:{format_key(shown)} failed"
 

@@ -300,7 +300,12 @@ def _table_plan(
             f"{[k for k in spec.key if k not in columns]}; rows are matched on all columns"
         )
         key = []
-    required = [i for i, col in enumerate(targets) if not col.nullable and not col.has_default]
+    # a primary key column never takes NULL: SQLite's INTEGER PRIMARY KEY would make up an id
+    required = [
+        i
+        for i, col in enumerate(targets)
+        if (not col.nullable and not col.has_default) or col.name in spec.primary_key
+    ]
     table = sa.Table(target_name, sa.MetaData(), *(_sa_column(c) for c in targets))
     target = Target(table, columns, [c.type for c in targets], key)
     ignored = frozenset({REJECT_REASON_KEY, *plan.skipped_columns.get(source, ())})

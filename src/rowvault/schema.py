@@ -275,6 +275,11 @@ def sa_type(ctype: ColumnType, dialect: str, *, indexed: bool, source_dialect: s
     if kind == "decimal":
         if dialect == "mysql" and (ctype.precision is None or loose):
             return mysql.DECIMAL(precision=65, scale=30)
+        if (
+            dialect == "mysql" and ctype.precision is not None and ctype.precision > 65
+        ):  # its widest; a value past it is a record error
+            scale = min(ctype.scale or 0, 30)
+            return mysql.DECIMAL(precision=65, scale=scale)
         return sa.Numeric() if loose else sa.Numeric(ctype.precision, ctype.scale)
     if kind == "string":
         length = None if loose else ctype.length

@@ -238,6 +238,12 @@ class MySQLDialect(Dialect):
             return text
         return super().error_message(exc)
 
+    def _wants_match_index(self, target: Target, fresh: bool, in_transaction: bool) -> bool:
+        """Not for a table of floats only: InnoDB's index would leave them out (and hold
+        nothing)."""
+        indexable = any(t.kind != "float" for t in target.types)
+        return indexable and super()._wants_match_index(target, fresh, in_transaction)
+
     def match_index_sql(self, target: Target) -> str:
         # Key prefixes keep long text and blob columns within InnoDB's key length.
         parts = [

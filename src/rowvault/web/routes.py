@@ -298,7 +298,7 @@ def build_router(service: Service) -> APIRouter:
         except BaseException:  # bad upload, does not fit, client gone, cancelled: free the database
             runner.store.unlock(runner.key, job_id)
             raise
-        future = service.submit(job, summary)
+        future = await run_in_threadpool(service.submit, job, summary)  # a broker publish, a file
         if wait:
             finished = await service.finished(job.id, future)
             return JSONResponse(restore_answer(finished), status_code=200)
@@ -349,7 +349,7 @@ def build_router(service: Service) -> APIRouter:
     async def resume(id: str) -> dict[str, Any]:
         """Run an interrupted, cancelled or failed job again from its checkpoint."""
         job = await run_in_threadpool(service.runner.prepare_resume, id)
-        service.submit(job)
+        await run_in_threadpool(service.submit, job)
         return {"progressId": job.id, "status": job.status}
 
     @router.post(
@@ -362,7 +362,7 @@ def build_router(service: Service) -> APIRouter:
         """Put back what a finished restore changed, from the safety snapshot it took
         (`snapshot=true`): a new job, whose progressId is returned."""
         job = await run_in_threadpool(service.runner.create_undo, id)
-        service.submit(job)
+        await run_in_threadpool(service.submit, job)
         return {"progressId": job.id, "undoOf": id}
 
     @router.get("/backup/jobs", tags=["jobs"], responses={200: {"model": JobList}})
