@@ -89,3 +89,47 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 });
 """
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def open_page(browser: Any, *, init_script: str = BAR_RECORDER) -> Iterator[Any]:
+    """A fresh tab (own sessionStorage) that fails the test on any uncaught script error."""
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    context.add_init_script(init_script)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    script_errors: list[str] = []
+    tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert not script_errors, f"the page raised: {script_errors}"
+
+
+# Records every text the page gives the phase line and the waiting label, as it happens.
+PHASE_RECORDER = """
+window.__phases = [];
+document.addEventListener("DOMContentLoaded", () => {
+  for (const id of ["phase", "overall-waiting"]) {
+    const node = document.getElementById(id);
+    if (!node) continue;
+    const record = () => { if (!node.hidden && node.textContent) window.__phases.push(node.textContent); };
+    new MutationObserver(record)
+      .observe(node, {childList: true, characterData: true, subtree: true, attributes: true});
+  }
+});
+"""

@@ -54,11 +54,19 @@ function secondsBetween(startIso, endIso) {
   return Math.max(0, (end - Date.parse(startIso)) / 1000);
 }
 
-/** Percent done, rounded down to one decimal so 100 means really finished. */
+/** Percent done as a whole number, rounded down so 100 means really finished. */
 function percentOf(processed, total, finished) {
   if (!total) return finished ? 100 : 0;
-  const exact = Math.min(100, Math.max(0, (100 * processed) / total));
-  return Math.floor(exact * 10) / 10;
+  return Math.floor(Math.min(100, Math.max(0, (100 * processed) / total)));
+}
+
+/** The one way a percentage is written on the page. */
+function formatPercent(percent) {
+  return `${Math.floor(Number(percent) || 0)}%`;
+}
+
+function plural(n, word) {
+  return `${formatInt(n)} ${word}${Math.round(Number(n)) === 1 ? "" : "s"}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -87,7 +95,7 @@ function showMessage(node, text) {
 /** Update a role="progressbar" element: fill width and its ARIA values. */
 function setBar(bar, percent, { text, state } = {}) {
   bar.setAttribute("aria-valuenow", String(percent));
-  bar.setAttribute("aria-valuetext", text || `${percent}%`);
+  bar.setAttribute("aria-valuetext", text || formatPercent(percent));
   bar.querySelector(".bar-fill").style.width = `${percent}%`;
   if (state) bar.dataset.state = state;
   else delete bar.dataset.state;
@@ -268,7 +276,7 @@ function loadConfig() {
       .then((answer) => {
         config.pollInterval = Math.max(100, Number(answer.pollInterval) || DEFAULT_POLL_MS);
         config.maxUploadMb = answer.maxUploadMb || null;
-        setText($("target-value"), answer.database);
+        fillTruncated($("target-value"), answer.database);
         $("target").title = `${answer.database} (rowvault ${answer.version})`;
       })
       .catch((error) => {
@@ -403,13 +411,13 @@ function restoreForm(file, replaceConfirmed) {
 function showUploadProgress(loaded, total) {
   const percent = percentOf(loaded, total, false);
   $("upload-label").textContent = "Uploading";
-  $("upload-text").textContent = `${formatBytes(loaded)} of ${formatBytes(total)} · ${Math.floor(percent)}%`;
-  setBar($("upload-bar"), percent, { text: `${Math.floor(percent)}% uploaded` });
+  $("upload-text").textContent = `${formatBytes(loaded)} of ${formatBytes(total)} · ${formatPercent(percent)}`;
+  setBar($("upload-bar"), percent, { text: `${formatPercent(percent)} uploaded` });
 }
 
 function showUploadChecking() {
   $("upload-label").textContent = "Uploaded. Checking the file…";
-  $("upload-text").textContent = "100%";
+  $("upload-text").textContent = formatPercent(100);
   setBar($("upload-bar"), 100, { text: "Uploaded; checking the file", state: "busy" });
 }
 
@@ -463,14 +471,34 @@ function resetRestoreForm() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Job view: poll the progress every pollInterval ms until the job is finished
+// Job view: follow the progress over server-sent events; poll every pollInterval ms when the
+// stream cannot be had (or breaks), as the API's other clients do.
 
-const watch = { id: null, generation: 0, timer: null, misses: 0, trouble: false, errors: [], bars: new Map() };
+const STREAM_SILENCE_MS = 20_000; // the server sends a keep-alive every 15 s
+
+const watch = {
+  id: null,
+  generation: 0,
+  timer: null,
+  stream: null,
+  misses: 0,
+  trouble: false,
+  errors: [],
+  bars: new Map(),
+  job: null,
+};
 
 function stopWatching() {
   watch.generation += 1;
   clearTimeout(watch.timer);
   watch.timer = null;
+  if (watch.stream) watch.stream.abort();
+  watch.stream = null;
+}
+
+/** How the page hears of progress now ("stream" or "polling"), for people and tests alike. */
+function setSource(source) {
+  $("panel-job").dataset.source = source;
 }
 
 function resetJobView(id) {
@@ -478,10 +506,14 @@ function resetJobView(id) {
   $("job-title").textContent = "Restore";
   setStatus("queued");
   showJobMessage("");
+  showJobSource(null);
   for (const key of ["processed", "total"]) $(key).textContent = "0";
-  $("percent").textContent = "0%";
+  $("percent").textContent = formatPercent(0);
+  show($("percent"), false);
   show($("overall-count"), false);
   show($("overall-waiting"), true);
+  $("overall-waiting").textContent = "Preparing the restore…";
+  showMessage($("phase"), "");
   setBar($("overall-bar"), 0, { text: "Preparing the restore", state: "busy" });
   for (const key of ["model", "record-id", "rate", "eta"]) setText($(key), null);
   $("error-count").textContent = "0";
@@ -489,6 +521,7 @@ function resetJobView(id) {
   $("errors").replaceChildren();
   watch.errors = [];
   watch.bars = new Map();
+  watch.job = null;
   showErrorCount(0, 0);
   show($("tables-empty"), true);
   show($("summary"), false);
@@ -507,6 +540,94 @@ async function watchJob(id) {
   resetJobView(id);
   const generation = watch.generation;
   await loadConfig();
+  describeJob(id, generation);
+  follow(generation);
+}
+
+/** The file restored and the database, from the job's summary (the progress record has neither). */
+async function describeJob(id, generation) {
+  try {
+    const job = await api(`/api/backup/jobs/${encodeURIComponent(id)}`);
+    if (generation === watch.generation) showJobSource(job);
+  } catch {
+    // the progress view says what is wrong with the id
+  }
+}
+
+function showJobSource(job) {
+  const box = $("job-source");
+  show(box, Boolean(job));
+  if (!job) return;
+  watch.job = job;
+  fillTruncated($("job-file"), job.file || (job.undoOf ? "safety snapshot" : "–"));
+  fillTruncated($("job-target"), job.target);
+}
+
+/** Text that may be cut short with an ellipsis: the full value on hover (title) and focus. */
+function fillTruncated(node, text) {
+  setText(node, text);
+  node.title = node.textContent;
+}
+
+/** Read the event stream with fetch, so the token goes in a header as on every other call. */
+async function follow(generation) {
+  const controller = new AbortController();
+  watch.stream = controller;
+  let response;
+  try {
+    response = await request(`/api/backup/progress/stream?id=${encodeURIComponent(watch.id)}`, {
+      headers: { accept: "text/event-stream" },
+      signal: controller.signal,
+    });
+  } catch (error) {
+    if (generation === watch.generation) streamFailed(generation);
+    return;
+  }
+  if (generation !== watch.generation) return controller.abort();
+  if (!response.ok || !response.body) {
+    const error = await readError(response);
+    if (generation === watch.generation) handlePollError(error, generation);
+    return;
+  }
+  setSource("stream");
+  const finished = await readEvents(response.body, controller, generation);
+  if (generation === watch.generation && !finished) streamFailed(generation);
+}
+
+/** Render each `data:` event; true when the job's final record came. */
+async function readEvents(body, controller, generation) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let silence = setTimeout(() => controller.abort(), STREAM_SILENCE_MS);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || generation !== watch.generation) return false;
+      clearTimeout(silence);
+      silence = setTimeout(() => controller.abort(), STREAM_SILENCE_MS);
+      buffer += decoder.decode(value, { stream: true });
+      const events = buffer.split(/\r?\n\r?\n/);
+      buffer = events.pop();
+      for (const event of events) {
+        const data = event.split(/\r?\n/).filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trimStart());
+        if (data.length && received(JSON.parse(data.join("\n")), generation)) {
+          controller.abort();
+          return true;
+        }
+      }
+    }
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(silence);
+  }
+}
+
+/** The stream broke or could not be opened: carry on by polling. */
+function streamFailed(generation) {
+  watch.stream = null;
+  setSource("polling");
   poll(generation);
 }
 
@@ -517,6 +638,7 @@ function pollLater(generation) {
 
 async function poll(generation) {
   if (generation !== watch.generation) return;
+  setSource("polling");
   let progress;
   try {
     progress = (await api(`/api/backup/progress?id=${encodeURIComponent(watch.id)}`)).progress;
@@ -525,12 +647,18 @@ async function poll(generation) {
     return;
   }
   if (generation !== watch.generation) return;
+  if (!received(progress, generation)) pollLater(generation);
+}
+
+/** Show a progress record, from the stream or a poll; true when the job has finished. */
+function received(progress, generation) {
   watch.misses = 0;
   if (watch.trouble) showJobMessage(""); // the server answers again
   watch.trouble = false;
   renderProgress(progress);
-  if (isFinished(progress)) finishJob(watch.id, generation);
-  else pollLater(generation);
+  if (!isFinished(progress)) return false;
+  finishJob(watch.id, generation);
+  return true;
 }
 
 function handlePollError(error, generation) {
@@ -572,20 +700,32 @@ const TITLES = {
   queued: "Restore queued",
   running: "Restoring…",
   completed: "Restore completed",
+  partial: "Restore completed with errors",
   error: "Restore failed",
   cancelled: "Restore cancelled",
   interrupted: "Restore interrupted",
 };
 
-function setStatus(status) {
+/** The status as shown: a completed job with record errors is one of its own (the CLI's exit 3). */
+function outcome(status, errorCount) {
+  return status === "completed" && errorCount > 0 ? "partial" : status;
+}
+
+function badgeText(status, errorCount) {
+  return outcome(status, errorCount) === "partial" ? `Completed with ${plural(errorCount, "error")}` : status;
+}
+
+function setStatus(status, errorCount = 0) {
   const badge = $("job-status");
-  badge.dataset.status = status;
-  badge.textContent = status;
-  if (TITLES[status]) $("job-title").textContent = TITLES[status];
+  badge.dataset.status = outcome(status, errorCount);
+  badge.textContent = badgeText(status, errorCount);
+  const title = TITLES[outcome(status, errorCount)];
+  if (title) $("job-title").textContent = title;
 }
 
 function barState(status) {
   if (status === "completed") return "done";
+  if (status === "partial") return "partial";
   if (status === "error") return "bad";
   if (status === "cancelled" || status === "interrupted") return "stopped";
   return undefined;
@@ -593,31 +733,76 @@ function barState(status) {
 
 function renderProgress(p) {
   const status = p.status || (p.model === "completed" ? "completed" : p.model === "error" ? "error" : "running");
-  setStatus(status);
-  renderOverall(p, status);
+  const errorCount = Number(p.errorCount) || 0;
+  setStatus(status, errorCount);
+  renderOverall(p, status, errorCount);
+  renderPhase(p, status);
   renderStats(p, status);
   renderTableBars(p.counts || {}, p.model, status);
-  renderErrors(p.errors || [], Number(p.errorCount) || 0);
-  renderActions(status, Number(p.errorCount) || 0, p.resumable);
+  renderErrors(p.errors || [], errorCount);
+  renderActions(status, errorCount, p.resumable);
   $("errors-empty").textContent = FINAL.has(status) ? "No errors." : "No errors so far.";
 }
 
-function renderOverall(p, status) {
+function renderOverall(p, status, errorCount) {
   const waiting = !p.total && !FINAL.has(status);
   const percent = percentOf(p.processed, p.total, status === "completed");
   show($("overall-count"), !waiting);
   show($("overall-waiting"), waiting);
+  $("overall-waiting").textContent = waiting && p.phase ? `${p.phase.label}…` : "Preparing the restore…";
   $("processed").textContent = formatInt(p.processed);
   $("total").textContent = formatInt(p.total);
-  $("percent").textContent = `${percent}%`;
-  const text = waiting ? "Preparing the restore" : `${percent}% (${formatInt(p.processed)} of ${formatInt(p.total)} records)`;
-  setBar($("overall-bar"), percent, { text, state: waiting ? "busy" : barState(status) });
+  // Before the records are counted, the number is the stage's own (rows saved, bytes read).
+  const stage = waiting && p.phase && p.phase.total ? percentOf(p.phase.done, p.phase.total, false) : null;
+  show($("percent"), !waiting || stage !== null);
+  $("percent").textContent = formatPercent(waiting ? stage : percent);
+  const text = waiting
+    ? (p.phase && p.phase.label) || "Preparing the restore"
+    : `${formatPercent(percent)} (${formatInt(p.processed)} of ${formatInt(p.total)} records)`;
+  setBar($("overall-bar"), percent, { text, state: waiting ? "busy" : barState(outcome(status, errorCount)) });
+}
+
+const PHASE_UNITS = { snapshot: "rows", creating: "tables", deferred: "tables", indexes: "statements" };
+
+/** The stage the job is in (every one shows, also those that write no records) and its count. */
+function phaseText(phase, waiting) {
+  const { name, label, done, total } = phase;
+  if (name === "data" || total === null || total === undefined) return waiting ? "" : label;
+  const count = name === "reading"
+    ? `${formatBytes(done)} of ${formatBytes(total)}`
+    : `${formatInt(done)} of ${formatInt(total)} ${PHASE_UNITS[name] || ""}`.trim();
+  if (waiting) return count; // the label and the percentage are above the bar
+  return `${label}: ${count} (${formatPercent(percentOf(done, total, false))})`;
+}
+
+function renderPhase(p, status) {
+  const retry = p.retrying;
+  let text = "";
+  if (retry && !FINAL.has(status)) {
+    const wait = retry.waitSeconds ? ` in ${formatSeconds(retry.waitSeconds)}` : "";
+    text = `Retrying${wait} (attempt ${formatInt(retry.attempt)} of ${formatInt(retry.attempts)}): ${retry.reason || "the database is unavailable"}`;
+  } else if (p.phase && !FINAL.has(status)) {
+    text = phaseText(p.phase, !p.total);
+  }
+  showMessage($("phase"), text);
+  $("phase").classList.toggle("is-retrying", Boolean(retry && !FINAL.has(status)));
+}
+
+/** `table:id`, as the engine names a record in its messages. */
+function recordName(p) {
+  if (!p.recordId) return null;
+  const counts = p.counts || {};
+  // When finished, `model` says so; the record is then in the last table that was written.
+  const written = Object.keys(counts).filter((name) => Number(counts[name].processed) > 0);
+  const table = Object.hasOwn(counts, p.model) ? p.model : written[written.length - 1];
+  return table ? `${table}:${p.recordId}` : String(p.recordId);
 }
 
 function renderStats(p, status) {
   const done = FINAL.has(status);
-  setText($("model"), done ? "–" : p.model);
-  setText($("record-id"), p.recordId);
+  const table = p.counts && Object.hasOwn(p.counts, p.model) ? p.model : null; // not "snapshot"
+  setText($("model"), done ? null : table);
+  fillTruncated($("record-id"), recordName(p));
   setText($("rate"), p.rate ? `${formatInt(p.rate)} records/s` : null);
   if (done) setText($("eta"), status === "completed" ? "Done" : null);
   else setText($("eta"), formatSeconds(p.etaSeconds));
@@ -652,7 +837,7 @@ function renderTableBars(counts, current, status) {
     entry.count.textContent = `${formatInt(processed)} / ${formatInt(total)}`;
     entry.item.classList.toggle("is-current", name === current && !FINAL.has(status));
     setBar(entry.bar, percent, {
-      text: `${percent}% (${formatInt(processed)} of ${formatInt(total)})`,
+      text: `${formatPercent(percent)} (${formatInt(processed)} of ${formatInt(total)})`,
       state: full ? "done" : barState(status === "completed" ? "running" : status),
     });
   }
@@ -712,9 +897,12 @@ async function finishJob(id, generation) {
 
 function renderJobSummary(job) {
   const dryRun = Boolean(job.options && job.options.dryRun);
-  setStatus(job.status);
-  if (dryRun) $("job-title").textContent = TITLES[job.status].replace("Restore", "Dry run");
-  if (job.undoOf) $("job-title").textContent = TITLES[job.status].replace("Restore", "Undo");
+  const errorCount = Number(job.errorCount) || 0;
+  setStatus(job.status, errorCount);
+  showJobSource(job);
+  const title = TITLES[outcome(job.status, errorCount)];
+  if (dryRun) $("job-title").textContent = title.replace("Restore", "Dry run");
+  if (job.undoOf) $("job-title").textContent = title.replace("Restore", "Undo");
   const note = stoppedNote(job);
   if (note) showJobMessage(note, job.status === "error" ? "bad" : "warn");
   const rejects = $("rejects");
@@ -741,15 +929,28 @@ function stoppedNote(job) {
   return null;
 }
 
-function summaryRow(name, cells) {
+function summaryRow(name, cells, { focusable = false } = {}) {
   const row = el("tr");
-  row.append(el("td", null, name));
+  const label = el("td", "cell-name");
+  label.append(truncatable(el("span", null, name), focusable));
+  row.append(label);
   cells.forEach(([value, extra], i) => {
-    const cell = el("td", `num${extra ? ` ${extra}` : ""}`, formatInt(value));
+    const cell = el("td", `num${extra ? ` ${extra}` : ""}`);
+    const number = truncatable(el("span", "cell-value", formatInt(value)), focusable);
+    number.title = `${SUMMARY_COLUMNS[i]}: ${number.textContent}`;
+    cell.append(number);
     cell.dataset.label = SUMMARY_COLUMNS[i];
     row.append(cell);
   });
   return row;
+}
+
+/** A cell that may end in an ellipsis on a narrow screen: the full text on hover and focus. */
+function truncatable(node, focusable) {
+  node.title = node.textContent;
+  if (focusable) node.tabIndex = 0;
+  node.classList.add("truncate");
+  return node;
 }
 
 function renderSummary(results, job, dryRun) {
@@ -760,7 +961,11 @@ function renderSummary(results, job, dryRun) {
     rows.push(summaryRow(name, [[r.created], [r.updated], [r.unchanged], [r.failed, r.failed ? "failed" : ""]]));
   }
   $("summary-rows").replaceChildren(...rows);
-  const foot = summaryRow("Total", [[totals.created], [totals.updated], [totals.unchanged], [totals.failed, totals.failed ? "failed" : ""]]);
+  const foot = summaryRow(
+    "Total",
+    [[totals.created], [totals.updated], [totals.unchanged], [totals.failed, totals.failed ? "failed" : ""]],
+    { focusable: true },
+  );
   $("summary-foot").replaceChildren(foot);
   $("summary-title").textContent = dryRun ? "What the restore would do" : "Summary";
   $("summary-lead").textContent = summaryLead(totals, job, dryRun);
@@ -871,16 +1076,30 @@ function jobTitle(job) {
   return `${kind} · ${how}`;
 }
 
+/** What was restored into what: `file → database`, as `rowvault jobs` says it. */
+function jobSource(job) {
+  const file = job.file || (job.undoOf ? "safety snapshot" : "–");
+  return `${file} → ${job.target || "–"}`;
+}
+
 function jobItem(job) {
+  const errorCount = Number(job.errorCount) || 0;
+  const status = badgeText(job.status, errorCount);
   const link = el("a", "job-link");
   link.href = `#/job/${encodeURIComponent(job.id)}`;
-  link.setAttribute("aria-label", `${jobTitle(job)}, ${job.status}, started ${formatDateTime(job.createdAt)}`);
-  const badge = el("span", "badge", job.status);
-  badge.dataset.status = job.status;
+  link.setAttribute("aria-label", `${jobTitle(job)}: ${jobSource(job)}, ${status}, started ${formatDateTime(job.createdAt)}`);
+  const badge = el("span", "badge", status);
+  badge.dataset.status = outcome(job.status, errorCount);
   const main = el("span", "job-main");
-  main.append(el("span", "job-file", jobTitle(job)), el("span", "job-when", `${formatDateTime(job.createdAt)} · ${job.id.slice(0, 8)}`));
+  const source = el("span", "job-what", jobSource(job));
+  source.title = source.textContent;
+  main.append(
+    el("span", "job-file", jobTitle(job)),
+    source,
+    el("span", "job-when", `${formatDateTime(job.createdAt)} · ${job.id.slice(0, 8)}`),
+  );
   const counts = el("span", "job-meta job-counts num", `${formatInt(job.processed)} / ${formatInt(job.total)} records`);
-  if (job.errorCount) counts.append(el("span", "job-errors", ` · ${formatInt(job.errorCount)} errors`));
+  if (errorCount) counts.append(el("span", "job-errors", ` · ${plural(errorCount, "error")}`));
   const running = RUNNING.has(job.status);
   const took = formatSeconds(secondsBetween(job.startedAt, job.finishedAt));
   const duration = el("span", "job-meta job-duration num", running && job.startedAt ? `${took} so far` : took);
