@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/rowvault demo --records 100000 --db demo/demo.db
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 check: install
 	$(BIN)/ruff format --check src tests benchmarks

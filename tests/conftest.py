@@ -4,6 +4,7 @@ per test, dropped afterwards. Outside CI a missing server skips its tests, namin
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -97,3 +98,33 @@ def rowvault_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ROWVAULT_TOKEN", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _alone_or_together(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """With `make test` the tests run in two processes (pytest-xdist). A test marked `alone`
+    waits until no other test runs and keeps the others out while it runs: a writer-first
+    lock over two files shared by the processes (the turnstile lets no new test in while an
+    `alone` test waits)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    root = tmp_path_factory.getbasetemp().parent  # shared by the run's worker processes
+    with open(root / "alone.turnstile", "a") as turnstile, open(root / "alone.lock", "a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if request.node.get_closest_marker("alone"):
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+            return
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -234,6 +234,7 @@ def reachable_by_the_server() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.alone  # while its tablespace is full, the server's checkpoints fail for every database
 def test_a_full_postgresql_tablespace_stops_the_restore_and_the_job_resumes(
     source: Source, tmp_path: Path, reachable_by_the_server: Path
 ) -> None:

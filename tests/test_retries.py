@@ -200,6 +200,7 @@ def test_a_deadlock_the_server_breaks_is_retried(
     assert dump(url) == uninterrupted(make_db, "postgresql", backup, populated=True)
 
 
+@pytest.mark.alone  # a server-wide setting for a moment
 def test_a_mariadb_lock_wait_timeout_is_waited_out(
     make_db: Any, demo: tuple[Path, Path], tmp_path: Path
 ) -> None:
