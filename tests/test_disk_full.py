@@ -33,6 +33,7 @@ import rowvault
 from rowvault.demo import build_demo
 from rowvault.jobs.store import StateStore
 
+from .clirun import cli_env, rowvault_cli
 from .conftest import server_url
 from .dbdump import dump
 
@@ -93,23 +94,6 @@ def fill(disk: Path) -> Path:
     finally:
         os.close(fd)
     return filler
-
-
-def cli_env(home: Path) -> dict[str, str]:
-    keep = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ROWVAULT_", "RESTORE_", "DATABASE_URL"))
-    }
-    return {**keep, "ROWVAULT_HOME": str(home)}
-
-
-def rowvault_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rowvault.cli", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(home),
-        timeout=300,
-    )
 
 
 def error_line(run: subprocess.CompletedProcess[str]) -> str:

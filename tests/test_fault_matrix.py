@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -34,6 +33,7 @@ import rowvault
 from rowvault.demo import build_demo
 from rowvault.jobs.store import StateStore
 
+from .clirun import cli_env, rowvault_cli
 from .conftest import ENGINES, server_url
 from .dbdump import Dump, dump
 from .dbdump import run as run_sql
@@ -236,23 +236,6 @@ def tables_in(url: str) -> list[str]:
 
 
 # -- the processes -----------------------------------------------------------------------------
-
-
-def cli_env(home: Path) -> dict[str, str]:
-    keep = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ROWVAULT_", "RESTORE_", "DATABASE_URL"))
-    }
-    return {**keep, "ROWVAULT_HOME": str(home)}
-
-
-def rowvault_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rowvault.cli", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(home),
-        timeout=300,
-    )
 
 
 def killed_restore(point: str, backup: Path, target: str, home: Path, truth: Path) -> dict[str, Any]:

@@ -13,20 +13,15 @@ A table without a key restores to the same multiset of rows as the backup (`Copi
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
-import re
-import tempfile
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from itertools import islice, repeat
+from itertools import islice
 from operator import itemgetter
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -35,8 +30,10 @@ from .dberrors import raised_by_driver, translate
 from .dialects import Dialect, Outcome, Row, Target
 from .errors import RestoreAborted
 from .fileformat import Section
+from .loadstate import Copies, DeferredWrites, Failures, frozen
 from .plan import TablePlan
 from .progress import Progress, ProgressCallback
+from .recordtext import LONG_DIGITS, as_written, duplicate_keys, exact_integers
 from .rejects import Rejects
 from .results import RestoreResult, TableResult
 from .retry import GaveUp, Retries, transient
@@ -47,126 +44,6 @@ BATCH_LOG_SECONDS = 1.0
 COPIES_BATCH = 50_000
 """Records per batch of a table without a key that already holds rows (see `Copies`)."""
 T = TypeVar("T")
-
-
-class Failures:
-    """Key values of the rows that failed, so their children can be skipped by name."""
-
-    def __init__(self) -> None:
-        self._keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = defaultdict(set)
-
-    def add(self, table: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> None:
-        self._keys[(table, columns)].add(_frozen(key))
-
-    def get(self, table: str, columns: tuple[str, ...]) -> set[tuple[Any, ...]] | None:
-        return self._keys.get((table, columns))
-
-
-def _frozen(value: Any) -> Any:
-    """`value` as something a set can hold: a key the file spelled as an array or an object
-    (a record error already) must not stop the restore."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
-    return value
-
-
-class DeferredWrites:
-    """Foreign-key values held back to break cycles, on disk until every table is in."""
-
-    def __init__(self) -> None:
-        self._spools: dict[str, IO[bytes]] = {}
-
-    def add(self, table: str, key: Row, values: Row, record: Any) -> None:
-        spool = self._spools.get(table)
-        if spool is None:
-            spool = self._spools[table] = tempfile.TemporaryFile()
-        pickle.dump((key, values, record), spool, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def entries(self, table: str) -> Iterator[tuple[Row, Row, Any]]:
-        spool = self._spools.get(table)
-        if spool is None:
-            return
-        spool.seek(0)
-        while True:
-            try:
-                yield pickle.load(spool)
-            except EOFError:
-                return
-
-    def close(self) -> None:
-        for spool in self._spools.values():
-            spool.close()
-        self._spools.clear()
-
-
-class Copies:
-    """A table without a key restores to the same multiset of rows as the backup.
-
-    Rows are counted, not matched: the n-th copy of a row in the file goes in only if the
-    table holds fewer than n copies of it. Per batch: its distinct rows, how many copies of
-    each the table holds (`Dialect.count_copies`) and how many earlier batches of this run
-    brought (`seen`, by the row's hash, counted once their transaction committed); the
-    missing copies go in with plain inserts. A second restore of the same file so inserts
-    nothing, and copies the table holds beyond the backup's are left alone (unchanged).
-    """
-
-    def __init__(self) -> None:
-        self.seen: dict[int, int] = {}
-        self._pending: dict[int, int] = {}
-
-    def missing(self, rows: list[Row], count: Callable[[list[Row]], list[int]]) -> list[Row]:
-        """The copies of `rows` the table lacks; `count` says how many it holds of each."""
-        groups = _distinct(rows)
-        held = count([row for _, row, _ in groups])
-        seen = self.seen
-        pending: dict[int, int] = {}
-        add: list[Row] = []
-        for (key, row, n), have in zip(groups, held, strict=True):
-            h = hash(key)
-            wanted = min(n, seen.get(h, 0) + n - have)
-            if wanted > 0:
-                add.extend(repeat(row, wanted))
-            pending[h] = pending.get(h, 0) + n
-        self._pending = pending
-        return add
-
-    def committed(self, rows: int = 0) -> None:
-        """The batch `missing` last looked at is in: its rows count as seen."""
-        self._merge(self._pending)
-        self._pending = {}
-
-    def tally(self, rows: list[Row]) -> None:
-        """Rows an earlier run of the restore wrote (resuming): they count as seen."""
-        counts: dict[int, int] = {}
-        for key, _, n in _distinct(rows):
-            counts[hash(key)] = counts.get(hash(key), 0) + n
-        self._merge(counts)
-
-    def _merge(self, counts: dict[int, int]) -> None:
-        seen = self.seen
-        for h, n in counts.items():
-            seen[h] = seen.get(h, 0) + n
-
-
-def _distinct(rows: list[Row]) -> list[tuple[Any, Row, int]]:
-    """(key, row, copies) per distinct row; the key is the row, or its pickle when it holds
-    a list (an array column), so one row has one key whatever batch it is in."""
-    try:
-        return [(row, row, n) for row, n in Counter(rows).items()]
-    except TypeError:
-        pass
-    groups: dict[Any, list[Any]] = {}
-    for row in rows:
-        try:
-            key: Any = row
-            hash(key)
-        except TypeError:
-            key = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
-        group = groups.setdefault(key, [row, 0])
-        group[1] += 1
-    return [(key, row, n) for key, (row, n) in groups.items()]
 
 
 @dataclass
@@ -261,29 +138,6 @@ class LoadContext:
 
 def format_key(values: Sequence[Any]) -> str:
     return ",".join("" if v is None else str(v) for v in values)
-
-
-def as_written(record: Any, keys: Sequence[str], raw: Any) -> list[Any]:
-    """The record's values of `keys` as the file spells them: orjson reads an integer past 64
-    bits as a float (`1e+40`) and `1.50` as 1.5, so those are read again from the line."""
-    values = [record.get(k) for k in keys] if isinstance(record, dict) else [None] * len(keys)
-    if all(type(v) in (str, int) or v is None for v in values) or not isinstance(raw, bytes):
-        return values
-    try:
-        texts = json.loads(raw, parse_int=str, parse_float=str, parse_constant=str)
-    except ValueError:
-        return values
-    if not isinstance(texts, dict):
-        return values
-    return [_spelled(texts.get(k)) if k in texts else v for k, v in zip(keys, values, strict=True)]
-
-
-def _spelled(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return value
 
 
 class TableLoader:
@@ -539,9 +393,9 @@ class TableLoader:
             parsed = orjson.loads(data)
             if len(parsed) == len(chunk):
                 records = list(parsed)
-                _duplicate_keys(chunk, records, errors, data)
-                if _LONG_DIGITS.search(data):
-                    _exact_integers(chunk, records)
+                duplicate_keys(chunk, records, errors, data)
+                if LONG_DIGITS.search(data):
+                    exact_integers(chunk, records)
                 return records
         except orjson.JSONDecodeError:
             pass
@@ -552,8 +406,8 @@ class TableLoader:
             except orjson.JSONDecodeError as exc:
                 errors[i] = f"{section.where(base + i)} is not valid JSON ({exc})"
                 records.append(None)
-        _duplicate_keys(chunk, records, errors, None)
-        _exact_integers(chunk, records)
+        duplicate_keys(chunk, records, errors, None)
+        exact_integers(chunk, records)
         return records
 
     def _rows(self, records: list[Any], errors: dict[int, str]) -> list[Row]:
@@ -585,7 +439,7 @@ class TableLoader:
                 continue
             sources = [self.plan.keys[p] for p in check.positions]
             for i, key in enumerate(zip(*(cols[p] for p in check.positions), strict=True)):
-                if _frozen(key) in failed and i not in errors:
+                if frozen(key) in failed and i not in errors:
                     shown = as_written(records[i], sources, chunk[i]) if records[i] is not None else key
                     errors[i] = f"skipped: parent {check.parent}:{format_key(shown)} failed"
 
@@ -621,75 +475,6 @@ def _shown(name: str, limit: int = 80) -> str:
 
 def _raw(record: Any, key: str) -> Any:
     return record.get(key) if isinstance(record, dict) else None
-
-
-# -- a key named twice in a record ----------------------------------------------------------
-
-
-def _duplicate_keys(chunk: list[Any], records: list[Any], errors: dict[int, str], data: bytes | None) -> None:
-    """Records whose line names a key twice (`{"id": 1, "id": 2}`), which orjson reads as the
-    last value silently, become record errors.
-
-    Cheap tests first, at C speed, on the batch written again by orjson (about a fifth of
-    the parse). A file rowvault wrote holds each record as orjson writes it: if the batch
-    comes out as `data` itself, no line names a key twice, or its record would be shorter.
-    Otherwise (another writer's spacing, a number spelled another way) the colons are
-    counted. Outside strings a colon follows each key, and without `\\u` escapes the
-    strings hold the same colons either way; so a line has at least as many colons as its
-    record written again, and exactly as many only if it names no key twice (at any depth).
-    Only a line that fails is parsed again with the json module, which sees every key."""
-    if data is not None:
-        again = _dumped(records)
-        if again == data or (b"\\u" not in data and again.count(b":") == data.count(b":")):
-            return
-    for i, (line, record) in enumerate(zip(chunk, records, strict=True)):
-        if type(record) is not dict:
-            continue
-        if b"\\u" not in line and line.count(b":") == _dumped(record).count(b":"):
-            continue
-        key = _repeated_key(line)
-        if key is not None:
-            errors[i] = f"duplicate key {key!r} in the record"
-            records[i] = None  # the rejects file keeps the line as it was written
-
-
-_LONG_DIGITS = re.compile(rb"\d{19,}")
-"""A run of digits orjson may read as a double: an integer past 64 bits (19 digits and more)."""
-
-
-def _exact_integers(chunk: list[Any], records: list[Any]) -> None:
-    """orjson reads an integer past 64 bits as a double (`1.2345678901234568e+29`): the lines
-    that may hold one are read again by the json module, which keeps every digit, so a JSON
-    or text column gets the number as written and an integer or decimal column refuses it."""
-    for i, line in enumerate(chunk):
-        if records[i] is not None and isinstance(line, bytes) and _LONG_DIGITS.search(line):
-            with suppress(ValueError, RecursionError):  # orjson read it; else keep what it made
-                records[i] = json.loads(line)
-
-
-def _dumped(value: Any) -> bytes:
-    """orjson's writing of `value`; empty when it cannot write it (nesting past 255 levels, an
-    integer past 64 bits), which sends the line to the thorough check."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return b""
-
-
-def _repeated_key(line: bytes) -> str | None:
-    """The first top-level key the line names twice, if any."""
-    try:
-        pairs = json.loads(line, object_pairs_hook=list, parse_int=str, parse_float=str)
-    except ValueError:  # orjson read it; the json module should too
-        return None
-    if not isinstance(pairs, list):
-        return None
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            return str(key)
-        seen.add(key)
-    return None
 
 
 def bisect(
