@@ -17,6 +17,7 @@ Points (`name[:argument]`):
                         checkpoint after every batch, so nothing lags: the kill needs no flush)
   between-tables:T      every earlier table written, table T about to start
   deferred:T            held-back foreign keys: those of the earlier tables are in, T's next
+                        (T must not be the first table that holds some back)
   ddl                   after the data: the first foreign key added after an index is in
   counters              half the tables' auto-increment counters are moved
 
@@ -215,15 +216,22 @@ def _between_tables(truth: Truth, argument: str) -> None:
 
 
 def _deferred(truth: Truth, argument: str) -> None:
+    """After the held-back keys of the tables before `argument` are in (the restore's own
+    count of that stage: `_Run._step` in the `deferred` phase)."""
+
     def make(original: Callable[..., None]) -> Callable[..., None]:
-        def run(plan: Any, *args: Any, **kwargs: Any) -> None:
-            if plan.source == argument:
+        def run(self: Any, ctx: Any, done: int) -> None:
+            original(self, ctx, done)
+            phase = self.state.phase
+            if phase is None or phase.name != "deferred":
+                return
+            held = [tp.source for tp in self.plan.tables if tp.deferrals]
+            if argument in held and done == held.index(argument):
                 truth.kill(f"held-back foreign keys of {argument} next")
-            original(plan, *args, **kwargs)
 
         return run
 
-    wrap(restore, "apply_deferred", make)
+    wrap(restore._Run, "_step", make)
 
 
 def _ddl(truth: Truth, argument: str) -> None:
