@@ -42,6 +42,7 @@ import orjson
 from rowvault import cli, reader
 from rowvault.dialects import base, mysql, postgresql
 from rowvault.jobs import runner
+from rowvault.load.columnar import ColumnarLoader
 from rowvault.loader import TableLoader
 from rowvault.plan import TablePlan
 
@@ -213,6 +214,7 @@ def _between_tables(truth: Truth, argument: str) -> None:
         return run
 
     wrap(TableLoader, "run", make)
+    wrap(ColumnarLoader, "run", make)  # its own `run`: the columnar path of a table
 
 
 def _deferred(truth: Truth, argument: str) -> None:

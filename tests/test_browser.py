@@ -329,16 +329,25 @@ def test_polling_stops_after_three_404s_with_a_message(page: Any, server: Server
     screenshot(page, "browser-4-unknown-job")
 
 
+def backup_from_tab(page: Any, folder: Path) -> Path:
+    """Start a backup job from the Backup tab, wait for its file, download it into `folder`."""
+    page.click("#start-backup")
+    expect(page.locator("#backup-file")).to_be_visible(timeout=FINISHED)
+    with page.expect_download() as download:
+        page.click("#backup-file")
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = folder / download.value.suggested_filename
+    download.value.save_as(saved)
+    return saved
+
+
 def test_downloaded_backup_restores_to_the_same_counts(page: Any, server: Server, data: Data) -> None:
     page.goto(server.url + "/#/backup")
-    expect(page.locator("#include-demo")).to_be_checked()
-    page.check("#gzip")
-    with page.expect_download() as download:
-        page.click("#download")
-    saved = data.root / download.value.suggested_filename
-    download.value.save_as(saved)
+    expect(page.locator("#table-picks li")).to_have_count(len(demo_metadata.tables))
+    expect(page.locator("#leave-out-demo")).not_to_be_checked()
+    expect(page.locator("#gzip")).to_be_checked()
+    saved = backup_from_tab(page, data.root)
     assert saved.name.endswith(".json.gz")
-    expect(page.locator("#backup-status")).to_contain_text("Download started")
     screenshot(page, "browser-5-backup-download")
 
     fresh = f"sqlite:///{data.root / 'from-download.db'}"
@@ -346,20 +355,24 @@ def test_downloaded_backup_restores_to_the_same_counts(page: Any, server: Server
     expected = table_counts(server.db_url)
     assert table_counts(fresh) == expected
 
+    page.goto(server.url + "/#/backup")
     page.uncheck("#gzip")
-    page.fill("#audit-limit", "10")
-    page.fill("#tables", "users, audit_logs")
-    with page.expect_download() as download:
-        page.click("#download")
-    part = data.root / ("part-" + download.value.suggested_filename)
-    download.value.save_as(part)
+    page.click("#pick-none")
+    page.check("#table-picks input[value=users]")
+    page.check("#table-picks input[value=audit_logs]")
+    page.click("#add-limit")
+    page.locator("#limits select").select_option("audit_logs")
+    page.locator("#limits input").fill("10")
+    part = backup_from_tab(page, data.root / "part")
+    assert part.name.endswith(".json")
     partial = f"sqlite:///{data.root / 'from-partial.db'}"
     rowvault.restore(partial, part)
     assert table_counts(partial) == {"users": expected["users"], "audit_logs": 10}
 
-    page.fill("#tables", "no_such_table")
-    page.click("#download")
-    expect(page.locator("#backup-error")).to_contain_text("no table named 'no_such_table'")
+    page.goto(server.url + "/#/backup")
+    page.click("#pick-none")
+    page.click("#start-backup")
+    expect(page.locator("#backup-error")).to_contain_text("Tick at least one table")
 
 
 def test_token_is_asked_for_once_then_sent_on_every_call(page: Any, data: Data, tmp_path: Path) -> None:
@@ -389,12 +402,11 @@ def test_token_is_asked_for_once_then_sent_on_every_call(page: Any, data: Data, 
         wait_finished(page)
         assert summary_totals(page)[-1] == "0"
         page.click("a[data-tab=backup]")
-        with page.expect_download() as download:
-            page.click("#download")
-        assert download.value.suggested_filename.startswith("rowvault-backup-")
+        assert backup_from_tab(page, tmp_path).name.startswith("rowvault-backup-")
 
         page.click("a[data-tab=history]")
-        job = page.locator("#jobs li")
+        expect(page.locator("#jobs li")).to_have_count(2)  # the backup, then the restore
+        job = page.locator("#jobs li", has_text="Restore ·")
         expect(job).to_have_count(1)
         expect(job).to_contain_text("completed")
         expect(job).to_contain_text(f"{SMALL:,} / {SMALL:,} records")
@@ -430,6 +442,9 @@ def test_cancel_then_resume_from_the_progress_view(page: Any, server: Server, da
     screenshot(page, "browser-7-cancelled")
 
     page.click("#resume")
+    expect(page.locator("#job-status")).not_to_have_text(
+        "cancelled"
+    )  # the view was reset: not the old summary
     wait_finished(page)
     expect(page.locator("#processed")).to_have_text("50,000")
     expect(page.locator("#resume")).to_be_hidden()

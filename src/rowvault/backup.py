@@ -1,9 +1,12 @@
 """`backup(db, dest)`: every table, parents first, read inside one snapshot, streamed out.
 
-Rows come straight from the driver through a server-side cursor and are encoded with orjson,
-one record per line; the file is written under a temporary name and moved into place only
-when complete. Counts are taken inside the same snapshot, so the metadata's per-table counts
-are exactly the records that follow.
+On SQLite each record's line is built by SQLite itself (`dialects/sqlite_dump`), with every
+value it cannot prove it writes identically handed to the row path's encoder; elsewhere rows
+come from the driver through a server-side cursor and are encoded with orjson
+(`backuprows`). One record per line, gzip on its own thread (`file/writer`); the file is
+written under a temporary name and moved into place only when complete. Counts are taken
+inside the same snapshot, so the metadata's per-table counts are exactly the records that
+follow.
 """
 
 from __future__ import annotations
@@ -12,18 +15,17 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from operator import itemgetter
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-import orjson
 import sqlalchemy as sa
 
 from . import __version__
+from .backuprows import RowEncoder
 from .database import DatabaseLike, opened
-from .dialects import Dialect, dialect_for
-from .encoding import Screen, backup_default, backup_encoder, backup_screen
+from .dialects import Dialect, dialect_for, sqlite_dump
 from .errors import BackupAborted, DiskFull, OptionError
+from .file.writer import LineWriter
 from .fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from .matching import match_names
 from .options import BackupOptions
@@ -45,9 +47,13 @@ def backup(
     *,
     options: BackupOptions | None = None,
     progress: ProgressCallback = null_progress,
+    _row_path: bool = False,
     **option_kwargs: Any,
 ) -> BackupResult:
-    """Write a backup of `db` to `dest` (a path, `.gz` for gzip, or a binary stream)."""
+    """Write a backup of `db` to `dest` (a path, `.gz` for gzip, or a binary stream).
+
+    `_row_path` (internal: tests and benchmarks) writes every value through the Python
+    encoder and today's writer, the oracle the fast path is compared with."""
     options = options or BackupOptions(**option_kwargs)
     started = time.perf_counter()
     with opened(db, must_exist=True) as database:
@@ -59,7 +65,7 @@ def backup(
         retries = Retries(options.retries, first_wait=options.retry_wait_seconds)
         while True:
             try:
-                result = _snapshot(dialect, schema, names, queries, dest, options, progress)
+                result = _snapshot(dialect, schema, names, queries, dest, options, progress, _row_path)
                 break
             except Exception as exc:
                 reason = transient(exc) if isinstance(dest, (str, os.PathLike)) else None
@@ -83,13 +89,14 @@ def _snapshot(
     dest: Any,
     options: BackupOptions,
     progress: ProgressCallback,
+    row_path: bool,
 ) -> BackupResult:
     """One attempt: every table read in one snapshot, the file written whole or not at all."""
     conn = dialect.connect()
     try:
         dialect.begin_snapshot(conn)
         counts = {t: _count(dialect, conn, queries.count(t)) for t in names}
-        result = _write(dialect, conn, schema, names, counts, queries, dest, options, progress)
+        result = _write(dialect, conn, schema, names, counts, queries, dest, options, progress, row_path)
         dialect.rollback(conn)
         return result
     finally:
@@ -246,6 +253,7 @@ def _write(
     dest: Any,
     options: BackupOptions,
     progress: ProgressCallback,
+    row_path: bool,
 ) -> BackupResult:
     state = Progress()
     state.start(counts)
@@ -262,7 +270,11 @@ def _write(
         },
         "tables": {t: schema.specs[t].with_count(counts[t]).to_dict() for t in names},
     }
-    writer = BackupWriter(dest, compress=options.compress)
+    writer: BackupWriter | LineWriter = (
+        BackupWriter(dest, compress=options.compress)
+        if row_path
+        else LineWriter(dest, compress=options.compress)
+    )
     where = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else getattr(dest, "name", "<stream>")
     result = BackupResult(path=str(where))
     try:
@@ -272,7 +284,7 @@ def _write(
             progress(state)
             writer.begin_table(name)
             written = 0
-            for encoded in _encoded_batches(dialect, conn, schema.specs[name], queries.select(name)):
+            for encoded in _batches(dialect, conn, schema.specs[name], queries.select(name), row_path):
                 writer.write_records(encoded)
                 written += len(encoded)
                 state.advance(name, len(encoded))
@@ -299,47 +311,9 @@ def _write(
     return result
 
 
-Encoder = tuple[int, Callable[[Any], Any]]
-
-
-def _encoded_batches(dialect: Dialect, conn: Any, spec: TableSpec, sql: str) -> Iterator[list[bytes]]:
-    """A column with a screen (SQLite: do its values fit the declared type? JSON: no long
-    numbers?) gets its full encoder only in the batches that fail it."""
-    names = spec.column_names
-    always: list[Encoder] = []
-    screened: list[tuple[int, Callable[[Any], Any], Screen]] = []
-    for i, col in enumerate(spec.columns):
-        encoder = backup_encoder(col.type, dialect.name)
-        screen = backup_screen(col.type, dialect.name)
-        if encoder is not None and screen is not None:
-            screened.append((i, encoder, screen))
-        elif encoder is not None:
-            always.append((i, encoder))
-    dumps, default = orjson.dumps, backup_default(dialect.name)
-    for fetched in dialect.stream(conn, sql, FETCH_ROWS):
-        encoders = always + _screened(fetched, screened)
-        rows = [_apply(row, encoders) for row in fetched] if encoders else fetched
-        try:
-            yield [dumps(dict(zip(names, row, strict=True)), default=default) for row in rows]
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            raise BackupAborted(f"a value cannot be written as JSON ({exc})", table=spec.name) from exc
-
-
-def _screened(
-    fetched: Sequence[Any], screened: list[tuple[int, Callable[[Any], Any], Screen]]
-) -> list[Encoder]:
-    chosen: list[Encoder] = []
-    for i, full, (fits, light) in screened:
-        encoder = light if fits(list(map(itemgetter(i), fetched))) else full
-        if encoder is not None:
-            chosen.append((i, encoder))
-    return chosen
-
-
-def _apply(row: Sequence[Any], encoders: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
-    values = list(row)
-    for i, encode in encoders:
-        value = values[i]
-        if value is not None:
-            values[i] = encode(value)
-    return values
+def _batches(dialect: Dialect, conn: Any, spec: TableSpec, sql: str, row_path: bool) -> Iterator[list[bytes]]:
+    """A table's records as JSON lines: built by SQLite itself (`dialects.sqlite_dump`), or
+    encoded in Python from the driver's values (`backuprows`, the row path)."""
+    if dialect.name == "sqlite" and not row_path:
+        return sqlite_dump.lines(conn, spec, sql, dialect.quote)
+    return RowEncoder(spec, dialect.name).batches(dialect.stream(conn, sql, FETCH_ROWS))

@@ -546,7 +546,8 @@ class _DecimalFit:
         return values
 
 
-def _decimal_decoder(target: ColumnType, dialect: str) -> Decoder:
+def decimal_places(target: ColumnType, dialect: str) -> tuple[int | None, str]:
+    """The decimal places a target column keeps (None: no scale to keep) and its SQL type."""
     places, sql = target.scale, target.sql or "NUMERIC"
     if dialect == "sqlite":
         places = None  # an affinity: no scale kept, but no more digits than a double either
@@ -554,6 +555,11 @@ def _decimal_decoder(target: ColumnType, dialect: str) -> Decoder:
         places, sql = 30, "DECIMAL(65, 30)"  # what schema.sa_type creates
     elif target.affinity:
         places = None  # created from a SQLite description: an unconstrained NUMERIC
+    return places, sql
+
+
+def _decimal_decoder(target: ColumnType, dialect: str) -> Decoder:
+    places, sql = decimal_places(target, dialect)
     if places is None and dialect != "sqlite":
         return Decoder(frozenset({str, int, float}), _check_decimal, _check_decimal, column=_decimal_column)
     fit = _DecimalFit(dialect, sql, places)

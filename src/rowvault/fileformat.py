@@ -22,19 +22,20 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import orjson
+from isal import isal_zlib
 
 from .errors import BackupFileError
 from .limits import MAX_LINE_BYTES, RATIO_AFTER_BYTES, ReadLimits, describe_size
-from .linelayout import line_reader, records, table_name
+from .linelayout import ZLIB_ERRORS, line_reader, split_region, table_name
 from .sniff import looks_like_json, not_a_backup
 
 FORMAT = "rowvault"
@@ -43,7 +44,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 METADATA_PREFIX = b'{"metadata":'
 OUTPUT_STEP = 1 << 20
 """The most one gunzip step hands out: the caps are checked between steps."""
-READ_ERRORS = (EOFError, OSError, zlib.error)
+READ_ERRORS: tuple[type[Exception], ...] = (EOFError, OSError, *ZLIB_ERRORS)
 """What reading a damaged or truncated (gzip) file raises."""
 REJECT_REASON_KEY = "_rowvault_error"
 """Key beside each record of a rejects file; restores ignore it."""
@@ -172,7 +173,9 @@ def open_stream(
 
 
 class GunzipStream(io.RawIOBase):
-    """gzip decompression in large steps (the standard GzipFile feeds zlib 8 KB at a time).
+    """gzip decompression in large steps (the standard GzipFile feeds zlib 8 KB at a time),
+    by ISA-L's gunzip (`isal`): zlib's interface and checks, 3.5 times zlib's speed (measured:
+    0.19 s against 0.69 s for the 1M-record demo backup's 213 MB), and it releases the GIL.
 
     zlib checks each member's CRC and length; several members in a row are read as one
     stream, as gzip does; input that ends inside a member raises EOFError. It counts what it
@@ -191,7 +194,7 @@ class GunzipStream(io.RawIOBase):
         self._raw = raw
         self._close_source = close_source
         self._chunk = chunk
-        self._zlib = zlib.decompressobj(wbits=31)
+        self._zlib = isal_zlib.decompressobj(wbits=31)
         self._pending = b""
         self._in_member = False
         self._limits = limits if limits is not None and limits.caps_expansion else None
@@ -210,13 +213,13 @@ class GunzipStream(io.RawIOBase):
             if self._pending:
                 try:
                     out = self._zlib.decompress(self._pending, size)
-                except zlib.error as exc:
+                except ZLIB_ERRORS as exc:
                     raise CorruptGzip(str(exc), at=self.read_bytes, produced=self.produced) from exc
                 if self._zlib.eof:  # a member ended; another may follow
                     # unused_data holds all the input past the member's end; unconsumed_tail may
                     # hold the same bytes again (when the previous call was cut at `size`)
                     self._pending = self._zlib.unused_data
-                    self._zlib = zlib.decompressobj(wbits=31)
+                    self._zlib = isal_zlib.decompressobj(wbits=31)
                     self._in_member = False
                 else:
                     self._pending = self._zlib.unconsumed_tail
@@ -287,6 +290,10 @@ _ZLIB_WORDS = {
     "incorrect length check": "its length does not match the data",
     "incorrect header check": "bytes that are not gzip",
     "unknown compression method": "bytes that are not gzip",
+    "Incorrect checksum": "its checksum does not match the data",  # ISA-L's words
+    "Incorrect length": "its length does not match the data",
+    "Invalid gzip/zlib wrapper": "bytes that are not gzip",
+    "unsupported compress method": "bytes that are not gzip",
 }
 
 
@@ -319,7 +326,7 @@ def read_failure(name: str, exc: BaseException) -> BackupFileError:
         return BackupFileError(name, "the compressed data ends early: the file is truncated")
     if isinstance(exc, CorruptGzip):
         return BackupFileError(name, _gzip_damage(exc))
-    if isinstance(exc, (gzip.BadGzipFile, zlib.error)):
+    if isinstance(exc, (gzip.BadGzipFile, *ZLIB_ERRORS)):
         return BackupFileError(name, f"the gzip data is corrupt ({exc})")
     return BackupFileError(name, f"cannot read the file ({exc})")
 
@@ -335,6 +342,9 @@ class Section:
     items: Iterator[Any]
     parse: Callable[[Any], Any] | None
     first_line: int | None = None
+    regions: Iterator[bytes] | None = None
+    """The line layout's record text a block at a time, `items` before they are split (for
+    the columnar path): a section is read through one or the other, never both."""
 
     def where(self, index: int) -> str:
         """Where record `index` (0-based) stands in the file, for error messages."""
@@ -376,7 +386,9 @@ def line_sections(
         if not line.endswith(b":["):
             raise BackupFileError(name, f"expected a table, found {_show(line)}", line=reader.lineno - 1)
         table = table_name(line, name, reader.lineno - 1)
-        section = Section(table, records(reader, table), orjson.loads, first_line=reader.lineno)
+        regions = reader.regions(table)
+        items = chain.from_iterable(map(split_region, regions))
+        section = Section(table, items, orjson.loads, first_line=reader.lineno, regions=regions)
         yield section
         deque(section.items, maxlen=0)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import re
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -22,6 +21,9 @@ from ijson.common import ObjectBuilder
 from .errors import BackupFileError
 from .fileformat import Section, read_failure
 from .limits import MAX_LINE_BYTES, describe_size
+from .linelayout import ZLIB_ERRORS
+
+_FAILURES: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, *ZLIB_ERRORS, OSError)
 
 WRAPPER_KEY = "backupData"
 FEED_BYTES = 64 << 10
@@ -137,7 +139,7 @@ def _feeds(stream: IO[bytes], name: str, max_value: int, watch: _Watch) -> Itera
 def _read(stream: IO[bytes], name: str, size: int) -> bytes:
     try:
         return stream.read(size)
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except _FAILURES as exc:
         raise _Unplaced(name, read_failure(name, exc).reason) from exc
 
 

@@ -12,15 +12,20 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import chain
-from typing import IO
+from typing import IO, cast
 
 import orjson
+from isal import isal_zlib
 
 from .errors import BackupFileError
 from .handoff import Handoff
 from .limits import MAX_LINE_BYTES, describe_size
 
 BLOCK = 1 << 20
+ZLIB_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast(type[Exception], isal_zlib.error))
+"""What zlib, or ISA-L's zlib-compatible gunzip (`fileformat.GunzipStream`), raise for
+damaged data."""
+_FAILURES: tuple[type[Exception], ...] = (EOFError, OSError, *ZLIB_ERRORS)
 
 
 class LineTooLong(Exception):
@@ -203,7 +208,7 @@ def guarded(chunks: Iterator[bytes], translate: Callable[[BaseException], Except
     """Decompression and I/O errors become the file's own error, block by block."""
     try:
         yield from chunks
-    except (EOFError, OSError, zlib.error) as exc:
+    except _FAILURES as exc:
         raise translate(exc) from exc
 
 

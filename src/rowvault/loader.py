@@ -177,6 +177,11 @@ class TableLoader:
         if ctx.simulate:
             self._batches(section, items, index)
             return
+        self.in_table(lambda: self._batches(section, items, index))
+
+    def in_table(self, work: Callable[[], None]) -> None:
+        """`work()` between the dialect's per-table set-up and its clean-up."""
+        ctx = self.ctx
         target, fresh, in_transaction = self.plan.target, self.plan.fresh, ctx.tx.dry_run
 
         def prepare(conn: Any) -> None:
@@ -188,7 +193,7 @@ class TableLoader:
         ctx.run(prepare)
         ctx.session["table"] = prepare  # a stage table lives on the connection
         try:
-            self._batches(section, items, index)
+            work()
         except BaseException:
             ctx.session.pop("table", None)
             with suppress(Exception):  # what stopped the table is the news

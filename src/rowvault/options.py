@@ -34,6 +34,9 @@ class RestoreOptions:
     connection before the restore stops, resumable."""
     retry_wait_seconds: float = 0.5
     """The first wait before trying again; it doubles with each failure in a row (at most 8 s)."""
+    columnar: bool = True
+    """Move records as columns where the file and the table allow it (`rowvault.load`);
+    False: every record through the row path (slower, the same database and result)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
-from .codec import Decoder, restore_decoder
+from .codec import ColumnType, Decoder, restore_decoder
 from .descriptions import description_problems
 from .dialects import Target
 from .fileformat import REJECT_REASON_KEY
@@ -78,6 +78,10 @@ class TablePlan:
     held_by: tuple[tuple[str, ForeignKeySpec], ...] = ()
     """`replace`: foreign keys (table, key) whose rows keep some of this table's rows from
     being deleted - see `_holders`."""
+    file_columns: tuple[str, ...] = ()
+    """Every column the file describes for the table, in its order (empty: not described)."""
+    source_types: tuple[ColumnType | None, ...] = ()
+    """The file's type of each target column's values (`keys` order), where described."""
 
     @property
     def name(self) -> str:
@@ -284,9 +288,11 @@ def _table_plan(
             "but the backup has no values for it"
         )
     decoders = []
+    source_types: list[ColumnType | None] = []
     for source_key, col in zip(keys, targets, strict=True):
         src_col = source_spec.column(source_key) if source_spec else None
         src_type = src_col.type if src_col else None
+        source_types.append(src_type)
         if src_type is not None and src_type.kind in _INCOMPATIBLE.get(col.type.kind, ()):
             plan.problems.append(
                 f"{where}: column {source_key!r} holds {src_type.kind} values but the target "
@@ -318,6 +324,8 @@ def _table_plan(
         required=required,
         count=summary.tables[source].count,
         ignored_keys=ignored,
+        file_columns=tuple(source_spec.column_names) if source_spec else (),
+        source_types=tuple(source_types),
     )
 
 

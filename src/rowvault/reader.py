@@ -10,7 +10,8 @@ layout are parsed incrementally, collecting each table's column names.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
@@ -39,6 +40,10 @@ from .sniff import UTF8_BOM, looks_like_json, not_a_backup
 
 Layout = Literal["lines", "json"]
 _READ_ERRORS = READ_ERRORS
+ScanProgress = Callable[[int, int | None], None]
+"""Told how far the scan is: bytes of the file read (compressed bytes for gzip), of its size
+(None when a stream's size cannot be known)."""
+SCAN_REPORT_SECONDS = 0.1
 
 
 @dataclass
@@ -152,9 +157,14 @@ class BackupFile:
             raise BackupFileError(self.name, str(LineTooLong(cap)), line=1)
         return first
 
-    def scan(self) -> FileSummary:
-        """Read the whole file once and check its structure; raises BackupFileError."""
+    def scan(self, progress: ScanProgress | None = None) -> FileSummary:
+        """Read the whole file once and check its structure; raises BackupFileError.
+
+        `progress` hears how many bytes of the file were read, about ten times a second and
+        once at the end: on a large file the pass takes seconds, and a face shows it moving."""
+        meter = _Meter(progress, self.source)
         with self._open() as (stream, compressed):
+            meter.watch(stream, compressed)
             head = _head(stream, self.name)
             if compressed and not looks_like_json(head):
                 raise not_a_backup(self.name, head, compressed=True)
@@ -164,15 +174,16 @@ class BackupFile:
             metadata = read_metadata_line(first)
             if metadata is not None:
                 summary = FileSummary(self.name, "lines", compressed, metadata)
-                self._scan_lines(stream, summary)
+                self._scan_lines(stream, summary, meter)
             else:
                 summary = FileSummary(self.name, "json", compressed, None)
         if summary.layout == "json":
-            self._scan_json(summary)
+            self._scan_json(summary, meter)
         self._check_metadata(summary)
+        meter.finish()
         return summary
 
-    def _scan_lines(self, stream: IO[bytes], summary: FileSummary) -> None:
+    def _scan_lines(self, stream: IO[bytes], summary: FileSummary, meter: _Meter) -> None:
         name = self.name
         reader = line_reader(
             stream,
@@ -183,6 +194,7 @@ class BackupFile:
         )
         closed = False
         while (item := reader.line()) is not None:
+            meter.tick()
             line, complete = item
             lineno = reader.lineno - 1
             if closed:
@@ -196,6 +208,7 @@ class BackupFile:
                     start = (table.first_line or 0) + table.count
                     lines = reader.region_lines
                     table.count += check_region(region, lines, start, name, table.name)
+                    meter.tick()
                     if table.keys is not None:  # no column list in the metadata
                         _collect_keys(table.keys, region)
             elif line and not complete:
@@ -218,8 +231,9 @@ class BackupFile:
         )
         return summary.tables[table]
 
-    def _scan_json(self, summary: FileSummary) -> None:
-        with self._open() as (stream, _):
+    def _scan_json(self, summary: FileSummary, meter: _Meter) -> None:
+        with self._open() as (stream, compressed):
+            meter.watch(stream, compressed)
             layout = JsonLayout(stream, self.name, max_value=self.limits.max_line_bytes)
             for section in layout.sections():
                 if section.name in summary.tables:
@@ -230,6 +244,8 @@ class BackupFile:
                 for record in section.items:
                     table.count += 1
                     keys.update(record)
+                    if not table.count & 1023:
+                        meter.tick()
             summary.metadata = layout.metadata
 
     def _check_metadata(self, summary: FileSummary) -> None:
@@ -282,6 +298,66 @@ class BackupFile:
                 yield line_sections(stream, self.name, compressed=compressed, max_line=cap)
             else:
                 yield JsonLayout(stream, self.name, max_value=self.limits.max_line_bytes).sections()
+
+
+class _Meter:
+    """How much of the file the scan has read: the position in the file itself (for gzip,
+    the compressed bytes the decompressor took in, which may run a few blocks ahead of the
+    check on its background thread), told to `hook` every SCAN_REPORT_SECONDS."""
+
+    def __init__(self, hook: ScanProgress | None, source: Source) -> None:
+        self.hook = hook
+        self.total = _size(source) if hook is not None else None
+        self.stream: IO[bytes] | None = None
+        self.compressed = False
+        self.last = float("-inf")
+
+    def watch(self, stream: IO[bytes], compressed: bool) -> None:
+        self.stream, self.compressed = stream, compressed
+        self.tick()
+
+    def tick(self) -> None:
+        if self.hook is None:
+            return
+        now = time.monotonic()
+        if now - self.last >= SCAN_REPORT_SECONDS:
+            self.last = now
+            self.hook(self.done(), self.total)
+
+    def finish(self) -> None:
+        if self.hook is not None:
+            self.hook(self.total if self.total is not None else self.done(), self.total)
+
+    def done(self) -> int:
+        stream = self.stream
+        if stream is None:
+            return 0
+        try:
+            if self.compressed:
+                return int(getattr(getattr(stream, "raw", None), "read_bytes", 0))
+            return int(stream.tell())
+        except (OSError, ValueError):
+            return 0
+
+
+def _size(source: Source) -> int | None:
+    """The file's size in bytes, or None for a stream that cannot tell it."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return os.stat(source).st_size
+        except OSError:
+            return None
+    try:
+        return os.fstat(source.fileno()).st_size
+    except (OSError, AttributeError, ValueError, TypeError):
+        pass
+    try:
+        position = source.tell()
+        end = source.seek(0, os.SEEK_END)
+        source.seek(position)
+        return int(end)
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 def described_tables(metadata: dict[str, Any] | None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from .dialects import Dialect, dialect_for
 from .encoding import backup_encoder, json_default
 from .errors import RestoreAborted, ValidationError
 from .fileformat import Section, Source
+from .load.columnar import DuckReader, columnar_loader
 from .loader import LoadContext, TableLoader, apply_deferred, format_key
 from .options import RestoreOptions
 from .pending import PendingDDL
@@ -210,6 +211,7 @@ class _Run:
         self.in_place: set[str] = set()
         """Tables written as upserts although the mode is `replace` (rows were kept)."""
         self.kept: dict[str, int] = {}
+        self.duck = DuckReader()
 
     def execute(
         self,
@@ -298,6 +300,7 @@ class _Run:
                 if ctx.pipeline is not None:
                     ctx.pipeline.shutdown(wait=True)
                 ctx.deferred.close()
+                self.duck.close()
                 self.result.rejects_path = rejects.close()
                 dialect.release(ctx.conn)
                 self.state.finish(status)  # type: ignore[arg-type]
@@ -458,7 +461,7 @@ class _Run:
                     ctx.run(unchecked)
                     ctx.session["foreign keys"] = unchecked
                 try:
-                    TableLoader(tp, ctx, table_result).run(section, skip=done)
+                    self._loader(tp, ctx, table_result, section).run(section, skip=done)
                 finally:
                     if checked_later:
                         ctx.session.pop("foreign keys", None)
@@ -473,6 +476,14 @@ class _Run:
                     table_result.unchanged,
                     table_result.failed,
                 )
+
+    def _loader(self, tp: TablePlan, ctx: LoadContext, result: TableResult, section: Section) -> TableLoader:
+        """The columnar path where it takes the table, else the row path."""
+        if self.options.columnar:
+            loader = columnar_loader(tp, ctx, result, section, self.duck)
+            if loader is not None:
+                return loader
+        return TableLoader(tp, ctx, result)
 
     # -- after the data ----------------------------------------------------------------------
 
@@ -533,6 +544,12 @@ class _Run:
         self, tp: TablePlan, tables: dict[str, sa.Table], fk: Any, orphans: list[Any], conn: Any
     ) -> None:
         """Drop the rows whose parent does not exist (into `orphans`), add the constraint."""
+        if self.dialect.name != "sqlite":
+            constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
+            tables[tp.name].append_constraint(constraint)  # (a second one, below, if not sound)
+            sql = str(AddConstraint(constraint).compile(dialect=self.engine.dialect))
+            if self.dialect.add_foreign_key_if_sound(conn, sql):
+                return
         child, parent = tables[tp.name], tables[fk.ref_table].alias("parent")
         refers = sa.and_(
             *(parent.c[r] == child.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True))

@@ -52,6 +52,8 @@ class Shot:
     finished: bool
     stage: str
     tables: tuple[TableShot, ...]
+    reading: tuple[int, int | None] | None = None
+    """While the file is read before the data: bytes read, of the file's size."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def stage_text(progress: Progress) -> str:
         return phase
     label = PHASES.get(getattr(phase, "name", ""), str(getattr(phase, "name", phase)))
     total = getattr(phase, "total", None)
+    if getattr(phase, "name", None) == "reading":
+        return label  # its bytes have a bar line of their own
     return f"{label} ({phase.done:,} of {total:,})" if total else label
 
 
@@ -116,7 +120,15 @@ def shot_of(progress: Progress, rates: TableRates) -> Shot:
         finished=progress.finished,
         stage=stage_text(progress),
         tables=tables,
+        reading=_reading(progress),
     )
+
+
+def _reading(progress: Progress) -> tuple[int, int | None] | None:
+    phase = progress.phase
+    if phase is None or phase.name != "reading" or progress.finished:
+        return None
+    return phase.done, phase.total
 
 
 class ProgressBlock:
@@ -160,6 +172,8 @@ class ProgressBlock:
             return
         if self._sizing is None:
             yield self._stage_line(shot, width)
+            if shot.reading is not None:
+                yield _bytes_line(*shot.reading, width)
             return
         columns = self._columns(width, self._sizing)
         yield self._stage_line(shot, min(width, _width(columns)))
@@ -273,6 +287,31 @@ def _bar(done: int, total: int, width: int) -> Text:
         bar.append("╸", style=style)
     bar.append("─" * (width - full - half), style="bar.back")
     return bar
+
+
+def _bytes_line(done: int, total: int | None, width: int) -> Text:
+    """`  file ━━━━╸──── 12.3/39.0 MB 31%`: the bytes of the file read so far."""
+    count = _byte_count(done, total)
+    percent = f"{min(100, 100 * done // total)}%" if total else ""
+    line = Text("  file ")
+    room = min(MAX_BAR, width - len(line) - len(count) - 1 - (len(percent) + 1 if percent else 0))
+    if total and room >= MIN_BAR:
+        line.append_text(_bar(done, total, room))
+        line.append(" ")
+    line.append(count, style="progress.download")
+    if percent:
+        line.append(" " + percent, style="progress.percentage")
+    return _cut(line, width)
+
+
+def _byte_count(done: int, total: int | None) -> str:
+    """Bytes as `12.3/39.0 MB`, both in the unit of the larger."""
+    scale = max(done, total or 0)
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if scale >= size:
+            shown = f"{done / size:,.1f}" + (f"/{total / size:,.1f}" if total else "")
+            return f"{shown} {unit}"
+    return f"{done:,}" + (f"/{total:,}" if total else "") + " bytes"
 
 
 def _rate(rate: float | None) -> str:

@@ -115,10 +115,13 @@ def jobs_list(jobs: list[Job]) -> None:
         counts = f"{p.get('processed', 0):,} of {p.get('total', 0):,} records"
         errors = int(p.get("errorCount") or 0)
         counts += f", {errors:,} error{'' if errors == 1 else 's'}" if errors else ""
-        source = Path(job.source).name if job.source else job.kind
+        source = job.options.get("fileName") or (Path(job.source).name if job.source else job.kind)
         target = job.target.removeprefix("sqlite:///") if job.target.startswith("sqlite:///") else job.target
         source, target = _fit_pair(source, target, max(16, width - 10 - len(counts)))
-        console.print(Text(f"    {source} → {target} · {counts}"), soft_wrap=True)
+        what = (
+            f"{target} → {source}" if job.kind == "backup" else f"{source} → {target}"
+        )  # a backup: db → file
+        console.print(Text(f"    {what} · {counts}"), soft_wrap=True)
 
 
 def _fit_pair(first: str, second: str, room: int) -> tuple[str, str]:

@@ -291,6 +291,12 @@ class Dialect:
     def enforce_foreign_keys(self, conn: Any, on: bool) -> None:
         """Turn foreign-key checks on or off for this connection, where the engine allows it."""
 
+    def add_foreign_key_if_sound(self, conn: Any, sql: str) -> bool:
+        """Add a foreign key, letting the database check every row, if it does so in one pass;
+        False when it does not, or a row has no parent (then nothing changed: the caller
+        finds the orphans, rejects them and adds it)."""
+        return False
+
     def add_checked_foreign_key(self, conn: Any, sql: str) -> None:
         """Add a foreign key whose rows were just checked (orphans rejected and removed)."""
         self.execute(conn, sql)

@@ -179,6 +179,19 @@ class PostgreSQLDialect(Dialect):
 
     # -- after the load ----------------------------------------------------------------------
 
+    def add_foreign_key_if_sound(self, conn: Any, sql: str) -> bool:
+        """ADD CONSTRAINT checks every row in one pass (as pg_restore's does): the search for
+        orphans, a second pass, is needed only when it fails."""
+        self.savepoint(conn, "rowvault_fk")
+        try:
+            self.execute(conn, sql)
+        except pgerrors.ForeignKeyViolation:
+            self.rollback_savepoint(conn, "rowvault_fk")
+            return False
+        finally:
+            self.release_savepoint(conn, "rowvault_fk")
+        return True
+
     def advance_sequences(self, conn: Any, tables: Sequence[sa.Table]) -> None:
         for table in tables:
             for column in table.columns:

@@ -67,7 +67,10 @@ class Job:
     def resumable(self) -> bool:
         """Whether resuming can carry on: it stopped part-way (cancelled, interrupted), or it
         failed after writing something. A run refused before its first write (validation, a
-        connection that failed) has nothing to carry on from: it is run again instead."""
+        connection that failed) has nothing to carry on from: it is run again instead. A
+        backup is never resumed: it is started again, in a new snapshot."""
+        if self.kind == "backup":
+            return False
         if self.status in ("cancelled", "interrupted"):
             return True
         return self.status == "error" and bool(self.checkpoint.get("done") or self.checkpoint.get("created"))

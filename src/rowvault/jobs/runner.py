@@ -25,14 +25,18 @@ from ..dberrors import translate
 from ..errors import BackupFileError, DatabaseError, DiskFull, RestoreAborted, RowvaultError, ValidationError
 from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
 from ..heap import frozen_heap
+from ..limits import ReadLimits
 from ..options import RestoreOptions
 from ..progress import Phase, Progress, ProgressCallback
 from ..reader import BackupFile, FileSummary
 from ..restore import Resume, restore
 from ..results import RestoreResult
+from . import backups
 from .model import Job, TransitionError, new_job_id, this_process
-from .snapshot import empty_tables, take_snapshot
+from .reading import read_file
+from .snapshot import take_snapshot
 from .store import StateStore
+from .undo import by_key, empty_tables, undo_after, undo_before
 
 log = logging.getLogger("rowvault.jobs")
 HEARTBEAT_SECONDS = 2.0
@@ -190,10 +194,14 @@ class JobRunner:
         batch_delay_ms: int = 0,
         retries: int = 5,
         freeze_heap: bool = False,
+        upload_limits: ReadLimits | None = None,
     ) -> None:
         """`freeze_heap`: keep the collector off the objects that existed before each job
-        (see `heap`) - for a process of rowvault's own, never inside a host application."""
+        (see `heap`) - for a process of rowvault's own, never inside a host application.
+        `upload_limits`: what reading an uploaded file may cost (the service's caps on
+        decompression), when a job is the first to read it."""
         self.store = store
+        self.upload_limits = upload_limits
         self.freeze_heap = freeze_heap
         self.database = open_database(database)
         self.target = self.database.display_url
@@ -201,6 +209,7 @@ class JobRunner:
         self.home = Path(home)
         (self.home / "uploads").mkdir(parents=True, exist_ok=True)
         (self.home / "jobs").mkdir(parents=True, exist_ok=True)
+        (self.home / backups.FOLDER).mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self.batch_delay_ms = batch_delay_ms
         self.retries = retries
@@ -271,6 +280,8 @@ class JobRunner:
         job = self._get(job_id)
         if job.target_key != self.key:
             raise JobError(f"job {job_id} restores into {job.target}, not {self.target}")
+        if job.kind == "backup":
+            return self._run_backup(job, progress, claimed)
         if not claimed:
             job.start()
             self.store.save(job)
@@ -302,6 +313,8 @@ class JobRunner:
         self, job: Job, reporter: _Reporter, cancel: threading.Event, summary: FileSummary | None
     ) -> None:
         options = self._options(job)
+        if summary is None:  # the validation pass, shown as the job's first stage
+            summary = self._read(job, reporter)
         last_look = [0.0]
 
         def should_stop() -> bool:
@@ -321,10 +334,15 @@ class JobRunner:
             shown(Progress())
             reporter.snapshot = take_snapshot(engine, Path(str(job.source)), summary, options, target, shown)
             reporter.flush()
+        undone = self._undone_snapshot(job)
         if job.options.get("emptyTables"):  # undo: the tables the undone restore created
             empty_tables(engine, list(job.options["emptyTables"]))
+        if undone is not None and by_key(undone) and not reporter.done:  # undo by key: see `undo`
+            undo_before(engine, undone)
         with frozen_heap() if self.freeze_heap else nullcontext():
             result = self._run_restore(job, reporter, should_stop, summary, options)
+        if undone is not None:
+            result.warnings += undo_after(engine, undone)
         reporter.flush()
         log.info(
             "[restore] job %s: %d records in %.1fs, %d created, %d updated, %d unchanged, %d errors; "
@@ -369,6 +387,17 @@ class JobRunner:
             resume=Resume(reporter.done, reporter.created) if reporter.done else None,
             summary=summary,
         )
+
+    def _read(self, job: Job, reporter: _Reporter) -> FileSummary:
+        """Scan the job's file, reporting stage `reading`; an upload nobody checked yet is
+        held to the service's caps on decompression."""
+        source = Path(str(job.source))
+        upload = source.parent == self.home / "uploads"
+        limits = self.upload_limits if upload else None
+        # the file as its user named it: an upload's name, a local file's path
+        name = (job.options.get("fileName") or "upload") if upload else str(source)
+        file = BackupFile(source, name=name, limits=limits)
+        return read_file(file, reporter.progress)
 
     def _saved_summary(self, job: Job) -> FileSummary | None:
         """The validation pass the API ran before queueing the job, if it left one."""
@@ -477,8 +506,8 @@ class JobRunner:
             )
         created = sorted(set(snapshot.get("created") or []) | set(original.checkpoint.get("created") or []))
         options = {
-            "mode": "replace",
-            "confirmReplace": True,
+            "mode": "upsert" if by_key(snapshot) else "replace",  # by key: see `undo`
+            "confirmReplace": not by_key(snapshot),
             "undoOf": job_id,
             "emptyTables": created,
             "fileName": f"safety snapshot of job {job_id}",
@@ -490,6 +519,13 @@ class JobRunner:
         self.store.update(original.id, options={**original.options, "undoneBy": job.id})
         return job
 
+    def _undone_snapshot(self, job: Job) -> dict[str, Any] | None:
+        """The safety snapshot of the restore this job undoes, if it is an undo."""
+        undone = job.options.get("undoOf")
+        original = self.store.get(str(undone)) if undone else None
+        snapshot = original.checkpoint.get("snapshot") if original is not None else None
+        return snapshot or None
+
     def _empty_backup(self, original: Job) -> Path:
         path = self.home / "jobs" / original.id / "snapshot-empty.json"
         writer = BackupWriter(path)
@@ -499,6 +535,8 @@ class JobRunner:
 
     def prepare_resume(self, job_id: str) -> Job:
         job = self._get(job_id)
+        if job.kind == "backup":
+            raise JobError(f"job {job_id} is a backup: start a new one instead", status=409, job_id=job_id)
         if job.target_key != self.key:
             raise JobError(f"job {job_id} restores into {job.target}, not {self.target}")
         if job.source is None or not Path(job.source).exists():
@@ -513,6 +551,31 @@ class JobRunner:
         job.owner = this_process()
         self.store.save(job)
         return job
+
+    # -- backups ---------------------------------------------------------------------------
+
+    def create_backup(self, options: dict[str, Any]) -> Job:
+        """Record a queued backup job (`backups.job_options` checked its options). A backup
+        takes no lock: it reads in one snapshot, beside a restore if one is running."""
+        job = backups.new_backup_job(self.target, self.key, options)
+        self.store.add(job)
+        return job
+
+    def _run_backup(self, job: Job, progress: ProgressCallback | None, claimed: bool) -> Job:
+        if not claimed:
+            job.start()
+            self.store.save(job)
+        cancel = threading.Event()
+        with self._lock:
+            self._running[job.id] = cancel
+        try:
+            stopping = backups.Stopping(self.store, job.id, cancel, self._stop)
+            return backups.run_backup_job(
+                self.store, self.database.engine, self.home, job, stopping, progress
+            )
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
 
     # -- liveness --------------------------------------------------------------------------
 
@@ -583,4 +646,7 @@ def new_runner(
         batch_delay_ms=settings.restore_batch_delay_ms,
         retries=settings.retries,
         freeze_heap=freeze_heap,
+        upload_limits=ReadLimits(
+            max_expanded_bytes=settings.max_expanded_mb << 20, max_ratio=settings.max_ratio
+        ),
     )

@@ -62,6 +62,7 @@ class JobSummary(ProgressRecord):
     undoOf: str | None = None
     undoneBy: str | None = None
     result: dict[str, Any] | None = None
+    download: bool = Field(False, description="A completed backup job: its file can be downloaded.")
 
 
 class JobList(_Answer):
@@ -89,6 +90,16 @@ class RestoreAnswer(Started):
     results: dict[str, dict[str, Any]]
     errors: list[str]
     status: Status
+
+
+class DatabaseTable(_Answer):
+    name: str
+    demoColumn: str | None = Field(description="The column flagging demo rows, if the table has one.")
+
+
+class TableList(_Answer):
+    tables: list[DatabaseTable]
+    demoData: bool = Field(description="Whether any table has rows flagged as demo data.")
 
 
 class ConfigAnswer(_Answer):

@@ -34,6 +34,7 @@ from ..options import MODES, BackupOptions, RestoreOptions
 from ..reader import BackupFile, FileSummary
 from ..restore import validate
 from ..settings import Settings
+from . import backups as backup_jobs
 from . import uploads
 from .answers import (
     UPLOAD_BODY,
@@ -212,7 +213,9 @@ def restore_answer(job: Job) -> dict[str, Any]:
     return answer
 
 
-def job_summary(job: Job) -> dict[str, Any]:
+def job_summary(job: Job, home: Path | None = None) -> dict[str, Any]:
+    """A job as the job list shows it; `home` (the service's) tells whether a completed
+    backup's file is still there to download."""
     record = job.progress_record()
     record.update(
         kind=job.kind,
@@ -226,11 +229,18 @@ def job_summary(job: Job) -> dict[str, Any]:
         undoneBy=job.options.get("undoneBy"),
         resumable=job.resumable,
         error=job.error,
-        result={k: job.result.get(k) for k in ("success", "processed", "total", "results")}
+        result={k: job.result.get(k) for k in _SHOWN_RESULT[job.kind] if k in job.result}
         if job.result
         else None,
+        download=home is not None and backup_jobs.file_of(home, job) is not None,
     )
     return record
+
+
+_SHOWN_RESULT = {
+    "restore": ("success", "processed", "total", "results"),
+    "backup": ("total", "tables", "bytes", "fileBytes", "seconds"),
+}
 
 
 def build_router(service: Service) -> APIRouter:
@@ -275,9 +285,13 @@ def build_router(service: Service) -> APIRouter:
         snapshot: str | None = None,
     ) -> Any:
         """Restore a backup sent as the body (JSON, gzip, `{"backupData": ...}`) or as the
-        multipart field `file`. Answers 202 `{"progressId"}` at once, or with `wait=true`
-        the result when the restore has finished."""
+        multipart field `file`. Answers 202 `{"progressId"}` once the file is received and
+        checked, or with `wait=true` the result when the restore has finished. With the header
+        `Prefer: respond-async` the answer comes as soon as the file is received: the check
+        is then the job's first stage (`reading`, shown with bytes read), and a file that
+        fails it ends the job with the reason."""
         runner = service.runner
+        later = not wait and "respond-async" in request.headers.get("prefer", "").lower()
         job_id = new_job_id()
         holder = await run_in_threadpool(
             runner.store.try_lock, runner.key, job_id, stale_after=STALE_AFTER_SECONDS
@@ -294,7 +308,7 @@ def build_router(service: Service) -> APIRouter:
         }
         try:
             with runner.store.keep_fresh(runner.key, job_id):
-                job, summary = await _receive_restore(service, request, job_id, query)
+                job, summary = await _receive_restore(service, request, job_id, query, scan=not later)
         except BaseException:  # bad upload, does not fit, client gone, cancelled: free the database
             runner.store.unlock(runner.key, job_id)
             raise
@@ -302,6 +316,10 @@ def build_router(service: Service) -> APIRouter:
         if wait:
             finished = await service.finished(job.id, future)
             return JSONResponse(restore_answer(finished), status_code=200)
+        if later:
+            return JSONResponse(
+                {"progressId": job.id}, status_code=202, headers={"Preference-Applied": "respond-async"}
+            )
         return {"progressId": job.id}
 
     @router.get(
@@ -369,14 +387,15 @@ def build_router(service: Service) -> APIRouter:
     async def jobs(limit: int = 50) -> dict[str, Any]:
         """Recent jobs, newest first, each a progress record with its id."""
         recent = await run_in_threadpool(service.runner.store.recent, min(max(limit, 1), 500))
-        return {"jobs": [job_summary(job) for job in recent]}
+        home = service.runner.home
+        return {"jobs": [job_summary(job, home) for job in recent]}
 
     @router.get(
         "/backup/jobs/{job_id}", tags=["jobs"], responses={200: {"model": JobSummary}, **error_responses(404)}
     )
     async def job(job_id: str) -> dict[str, Any]:
         found = await run_in_threadpool(_job_or_404, service, job_id)
-        return job_summary(found)
+        return job_summary(found, service.runner.home)
 
     @router.get(
         "/backup/jobs/{job_id}/rejects",
@@ -481,8 +500,11 @@ def build_router(service: Service) -> APIRouter:
             found = await run_in_threadpool(_job_or_404, service, job_id)
             if parts.path.endswith("/rejects") and not found.rejects_path:
                 raise HTTPException(status_code=404, detail=f"job {job_id} rejected no records")
+            if parts.path.endswith("/file") and backup_jobs.file_of(service.runner.home, found) is None:
+                raise HTTPException(status_code=404, detail=f"job {job_id} has no backup file")
         return {"url": signed}
 
+    backup_jobs.install(router, service, _job_or_404)
     return router
 
 
@@ -525,10 +547,11 @@ def _has_snapshot(job: Job) -> bool:
 
 
 async def _receive_restore(
-    service: Service, request: Request, job_id: str, query: dict[str, str | None]
-) -> tuple[Job, FileSummary]:
+    service: Service, request: Request, job_id: str, query: dict[str, str | None], *, scan: bool = True
+) -> tuple[Job, FileSummary | None]:
     """Receive, scan and check the upload of job `job_id` (whose lock the caller holds), then
-    record the job; the upload file is removed if any of it fails."""
+    record the job; the upload file is removed if any of it fails. Without `scan` the job
+    scans and checks it (no summary is returned)."""
     runner = service.runner
     limits = read_limits(service.settings)
     upload = await uploads.receive(
@@ -541,6 +564,8 @@ async def _receive_restore(
         options = _restore_options({**upload.options, **{k: v for k, v in query.items() if v is not None}})
         if upload.filename != "upload":
             options["fileName"] = upload.filename
+        if not scan:
+            return runner.create_restore(upload.path, options, job_id=job_id), None
         file = BackupFile(upload.path, name=upload.filename, limits=limits)
         summary = await run_in_threadpool(file.scan)
         check = RestoreOptions(

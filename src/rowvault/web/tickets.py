@@ -61,4 +61,4 @@ def _canonical(path: str, query: list[tuple[str, str]]) -> str:
 def _is_download(path: str) -> bool:
     if path == DOWNLOADS[0]:
         return True
-    return path.startswith(DOWNLOADS[1]) and path.endswith(("/rejects", "/errors"))
+    return path.startswith(DOWNLOADS[1]) and path.endswith(("/rejects", "/errors", "/file"))

@@ -1,4 +1,4 @@
-// rowvault web page: restore with live progress, backup download, job history.
+// rowvault web page: restore and backup jobs with live progress, backup download, job history.
 // Plain browser JavaScript, no framework, no build step. Text that comes from a backup or
 // the server is only ever put into the page with textContent, never parsed as HTML.
 "use strict";
@@ -231,6 +231,9 @@ function sendUpload(form, onProgress, onSent) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/backup");
     for (const [key, value] of Object.entries(apiHeaders())) xhr.setRequestHeader(key, value);
+    // Answered once the file is received: reading and checking it is the job's first stage,
+    // shown with its bytes in the job view rather than as a silent wait here.
+    xhr.setRequestHeader("Prefer", "respond-async");
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
@@ -300,7 +303,10 @@ function currentRoute() {
 
 function showPanel(name) {
   for (const panel of document.querySelectorAll("[data-panel]")) show(panel, panel.dataset.panel === name);
-  const tab = name === "job" ? "restore" : name;
+  markTab(name === "job" ? "restore" : name);
+}
+
+function markTab(tab) {
   for (const link of document.querySelectorAll("[data-tab]")) {
     if (link.dataset.tab === tab) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -313,6 +319,7 @@ function route() {
   showPanel(panel);
   if (panel === "job") watchJob(id);
   if (panel === "history") loadHistory();
+  if (panel === "backup") loadTables();
 }
 
 function openJob(id) {
@@ -416,9 +423,9 @@ function showUploadProgress(loaded, total) {
 }
 
 function showUploadChecking() {
-  $("upload-label").textContent = "Uploaded. Checking the file…";
+  $("upload-label").textContent = "Uploaded. Starting the restore…";
   $("upload-text").textContent = formatPercent(100);
-  setBar($("upload-bar"), 100, { text: "Uploaded; checking the file", state: "busy" });
+  setBar($("upload-bar"), 100, { text: "Uploaded; starting the restore", state: "busy" });
 }
 
 function showRestoreError(error) {
@@ -486,7 +493,27 @@ const watch = {
   errors: [],
   bars: new Map(),
   job: null,
+  kind: "restore",
 };
+
+/** Jobs this page started, by id: their kind is known before the server says it. */
+const startedKinds = new Map();
+
+/** "Restore" or "Backup": the watched job's word, for titles and messages. */
+function kindWord() {
+  return watch.kind === "backup" ? "Backup" : "Restore";
+}
+
+function setKind(kind) {
+  watch.kind = kind === "backup" ? "backup" : "restore";
+  $("panel-job").dataset.kind = watch.kind;
+  markTab(watch.kind);
+  const again = $("again");
+  again.textContent = watch.kind === "backup" ? "Make another backup" : "Restore another file";
+  again.href = watch.kind === "backup" ? "#/backup" : "#/restore";
+  again.classList.toggle("btn-primary", watch.kind !== "backup"); // the download is the main action
+  $("job-source").classList.toggle("is-backup", watch.kind === "backup");
+}
 
 function stopWatching() {
   watch.generation += 1;
@@ -503,7 +530,8 @@ function setSource(source) {
 
 function resetJobView(id) {
   $("job-id").textContent = id;
-  $("job-title").textContent = "Restore";
+  setKind(startedKinds.get(id) || "restore");
+  $("job-title").textContent = kindWord();
   setStatus("queued");
   showJobMessage("");
   showJobSource(null);
@@ -512,9 +540,9 @@ function resetJobView(id) {
   show($("percent"), false);
   show($("overall-count"), false);
   show($("overall-waiting"), true);
-  $("overall-waiting").textContent = "Preparing the restore…";
+  $("overall-waiting").textContent = `Preparing the ${kindWord().toLowerCase()}…`;
   showMessage($("phase"), "");
-  setBar($("overall-bar"), 0, { text: "Preparing the restore", state: "busy" });
+  setBar($("overall-bar"), 0, { text: `Preparing the ${kindWord().toLowerCase()}`, state: "busy" });
   for (const key of ["model", "record-id", "rate", "eta"]) setText($(key), null);
   $("error-count").textContent = "0";
   $("table-bars").replaceChildren();
@@ -529,7 +557,7 @@ function resetJobView(id) {
   $("job-grid").classList.remove("is-finished");
   show($("job-body"), true);
   show($("job-missing"), false);
-  for (const key of ["cancel", "resume", "undo", "rejects", "error-report", "again"]) show($(key), false);
+  for (const key of ["cancel", "resume", "undo", "rejects", "error-report", "backup-file", "again"]) show($(key), false);
 }
 
 async function watchJob(id) {
@@ -559,6 +587,10 @@ function showJobSource(job) {
   show(box, Boolean(job));
   if (!job) return;
   watch.job = job;
+  if (job.kind && job.kind !== watch.kind) {
+    setKind(job.kind);
+    setStatus(job.status, Number(job.errorCount) || 0);
+  }
   fillTruncated($("job-file"), job.file || (job.undoOf ? "safety snapshot" : "–"));
   fillTruncated($("job-target"), job.target);
 }
@@ -696,6 +728,16 @@ function showJobMessage(text, tone = "warn") {
   showMessage(box, text);
 }
 
+const BACKUP_TITLES = {
+  queued: "Backup queued",
+  running: "Backing up…",
+  completed: "Backup completed",
+  partial: "Backup completed with errors",
+  error: "Backup failed",
+  cancelled: "Backup cancelled",
+  interrupted: "Backup interrupted",
+};
+
 const TITLES = {
   queued: "Restore queued",
   running: "Restoring…",
@@ -719,7 +761,7 @@ function setStatus(status, errorCount = 0) {
   const badge = $("job-status");
   badge.dataset.status = outcome(status, errorCount);
   badge.textContent = badgeText(status, errorCount);
-  const title = TITLES[outcome(status, errorCount)];
+  const title = (watch.kind === "backup" ? BACKUP_TITLES : TITLES)[outcome(status, errorCount)];
   if (title) $("job-title").textContent = title;
 }
 
@@ -749,7 +791,8 @@ function renderOverall(p, status, errorCount) {
   const percent = percentOf(p.processed, p.total, status === "completed");
   show($("overall-count"), !waiting);
   show($("overall-waiting"), waiting);
-  $("overall-waiting").textContent = waiting && p.phase ? `${p.phase.label}…` : "Preparing the restore…";
+  const preparing = `Preparing the ${kindWord().toLowerCase()}`;
+  $("overall-waiting").textContent = waiting && p.phase ? `${p.phase.label}…` : `${preparing}…`;
   $("processed").textContent = formatInt(p.processed);
   $("total").textContent = formatInt(p.total);
   // Before the records are counted, the number is the stage's own (rows saved, bytes read).
@@ -757,7 +800,7 @@ function renderOverall(p, status, errorCount) {
   show($("percent"), !waiting || stage !== null);
   $("percent").textContent = formatPercent(waiting ? stage : percent);
   const text = waiting
-    ? (p.phase && p.phase.label) || "Preparing the restore"
+    ? (p.phase && p.phase.label) || preparing
     : `${formatPercent(percent)} (${formatInt(p.processed)} of ${formatInt(p.total)} records)`;
   setBar($("overall-bar"), percent, { text, state: waiting ? "busy" : barState(outcome(status, errorCount)) });
 }
@@ -829,6 +872,9 @@ function tableBar(name) {
 function renderTableBars(counts, current, status) {
   const names = Object.keys(counts);
   show($("tables-empty"), names.length === 0);
+  $("tables-empty").textContent = FINAL.has(status)
+    ? "No table was written."
+    : `Waiting for the ${kindWord().toLowerCase()} to start…`;
   for (const name of names) {
     const { processed = 0, total = 0 } = counts[name] || {};
     const entry = tableBar(name);
@@ -872,7 +918,8 @@ function showErrorCount(listed, total) {
 
 function renderActions(status, errorCount, resumable) {
   show($("cancel"), RUNNING.has(status));
-  show($("resume"), resumable === undefined ? RESUMABLE.has(status) : resumable);
+  const canResume = resumable === undefined ? RESUMABLE.has(status) : resumable;
+  show($("resume"), canResume && watch.kind !== "backup"); // a backup is started again, not resumed
   show($("again"), FINAL.has(status));
   const report = $("error-report");
   report.href = `/api/backup/jobs/${encodeURIComponent(watch.id)}/errors`;
@@ -898,8 +945,9 @@ async function finishJob(id, generation) {
 function renderJobSummary(job) {
   const dryRun = Boolean(job.options && job.options.dryRun);
   const errorCount = Number(job.errorCount) || 0;
-  setStatus(job.status, errorCount);
   showJobSource(job);
+  setStatus(job.status, errorCount);
+  if (job.kind === "backup") return renderBackupSummary(job);
   const title = TITLES[outcome(job.status, errorCount)];
   if (dryRun) $("job-title").textContent = title.replace("Restore", "Dry run");
   if (job.undoOf) $("job-title").textContent = title.replace("Restore", "Undo");
@@ -913,6 +961,27 @@ function renderJobSummary(job) {
   show($("undo"), Boolean(job.snapshot) && FINAL.has(job.status) && !job.undoneBy && !dryRun);
   if (job.resumable !== undefined) show($("resume"), job.resumable);
   if (job.undoneBy) showJobMessage(`This restore was undone (job ${job.undoneBy}).`, "warn");
+  return undefined;
+}
+
+/** A finished backup: its file to download (the table bars stay: they say what it holds). */
+function renderBackupSummary(job) {
+  const result = job.result || {};
+  const link = $("backup-file");
+  link.href = `/api/backup/jobs/${encodeURIComponent(job.id)}/file`;
+  const size = result.fileBytes ? ` (${formatBytes(result.fileBytes)})` : "";
+  link.textContent = `Download the backup${size}`;
+  link.title = job.file || "";
+  show(link, Boolean(job.download));
+  show($("resume"), false);
+  if (job.status === "completed" && !job.download) {
+    showJobMessage("The backup's file is no longer on the server: make another backup.", "warn");
+  } else if (job.status === "error") {
+    showJobMessage(`The backup failed: ${job.error || "unknown error"}. Nothing was kept: start it again.`, "bad");
+  } else if (job.status === "cancelled" || job.status === "interrupted") {
+    showJobMessage(`The backup ${job.status === "cancelled" ? "was cancelled" : "stopped"}: nothing was kept. Start it again.`);
+  }
+  return undefined;
 }
 
 const SUMMARY_COLUMNS = ["Created", "Updated", "Unchanged", "Failed"];
@@ -923,6 +992,9 @@ function stoppedNote(job) {
   const resume = job.resumable === false
     ? "Nothing was written: fix the problem and start the restore again."
     : "Resume carries on from the last committed batch.";
+  if (job.status === "error" && job.resumable === false && !Number(job.processed)) {
+    return `The restore did not start: ${job.error || "unknown error"}. Nothing was written: fix the problem and start the restore again.`;
+  }
   if (job.status === "error") return `The restore failed after ${records}: ${job.error || "unknown error"}. ${resume}`;
   if (job.status === "cancelled") return `Cancelled after ${records}. ${resume}`;
   if (job.status === "interrupted") return `The process running this restore stopped after ${records}. ${resume}`;
@@ -998,7 +1070,7 @@ async function jobAction(action) {
 }
 
 async function cancelJob() {
-  if (await jobAction("cancel")) showJobMessage("Cancelling: the restore stops after its current batch.");
+  if (await jobAction("cancel")) showJobMessage(`Cancelling: the ${kindWord().toLowerCase()} stops after its current batch.`);
 }
 
 /** Undo a finished restore from its safety snapshot: a new job, watched like any other. */
@@ -1026,39 +1098,149 @@ function downloadOnClick(link, fallbackName) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backup download
+// Backup: pick tables, limits and options from the database's own tables; start a job
 
-function backupQuery() {
-  const query = new URLSearchParams();
-  query.set("includeDemoData", $("include-demo").checked ? "true" : "false");
-  query.set("gzip", $("gzip").checked ? "true" : "false");
-  const limit = $("audit-limit").value.trim();
-  if (limit) query.set("auditLogLimit", limit);
-  const tables = $("tables").value.split(",").map((t) => t.trim()).filter(Boolean);
-  if (tables.length) query.set("tables", tables.join(","));
-  return query;
+const DEFAULT_LIMIT = 1000;
+const backupForm = { tables: [], loaded: null };
+
+/** The database's tables (and which have demo rows), asked for once per page load. */
+function loadTables() {
+  if (!backupForm.loaded) {
+    backupForm.loaded = api("/api/tables")
+      .then((answer) => renderTablePicks(answer))
+      .catch((error) => {
+        backupForm.loaded = null;
+        showMessage($("tables-loading"), `Could not read the database's tables: ${error.message}`);
+      });
+  }
+  return backupForm.loaded;
 }
 
-function backupProblem() {
-  const limit = $("audit-limit").value.trim();
-  if (limit && !(Number.isInteger(Number(limit)) && Number(limit) >= 0)) return "Audit log limit must be a whole number (0 or more).";
-  return null;
+function renderTablePicks({ tables, demoData }) {
+  backupForm.tables = tables.map((t) => t.name);
+  const items = tables.map((table, i) => {
+    const item = el("li", "table-pick");
+    const box = el("input");
+    box.type = "checkbox";
+    box.checked = true;
+    box.id = `pick-${i}`;
+    box.value = table.name;
+    box.addEventListener("change", showPickCount);
+    const label = el("label", "truncate", table.name);
+    label.htmlFor = box.id;
+    label.title = table.name;
+    item.append(box, label);
+    return item;
+  });
+  $("table-picks").replaceChildren(...items);
+  show($("tables-loading"), tables.length === 0);
+  $("tables-loading").textContent = "The database has no tables to back up.";
+  show($("pick-tools"), tables.length > 1);
+  $("add-limit").disabled = tables.length === 0;
+  const flagged = tables.filter((t) => t.demoColumn);
+  show($("demo-field"), Boolean(demoData) && flagged.length > 0);
+  const columns = [...new Set(flagged.map((t) => t.demoColumn))].join(" or ");
+  $("demo-help").textContent = flagged.length
+    ? `The rows of ${listed(flagged.map((t) => t.name))} whose ${columns} is set, and the rows that refer to them.`
+    : "";
+  showPickCount();
 }
 
-async function downloadBackup(event) {
+/** `a`, `a and b`, `a, b and c`. */
+function listed(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+}
+
+function pickedTables() {
+  return [...$("table-picks").querySelectorAll("input:checked")].map((box) => box.value);
+}
+
+function showPickCount() {
+  const picked = pickedTables().length;
+  const all = backupForm.tables.length;
+  $("pick-count").textContent = picked === all ? `all ${formatInt(all)} tables` : `${formatInt(picked)} of ${formatInt(all)} tables`;
+}
+
+function pickAll(checked) {
+  for (const box of $("table-picks").querySelectorAll("input")) box.checked = checked;
+  showPickCount();
+}
+
+/** One "table: newest N rows" line, its table chosen from the database's tables. */
+function addLimit() {
+  const used = new Set(limitRows().map((row) => row.table));
+  const free = backupForm.tables.find((name) => !used.has(name)) || backupForm.tables[0];
+  const row = el("li", "limit-row");
+  const n = $("limits").children.length + 1;
+  const select = el("select", "limit-table");
+  select.setAttribute("aria-label", `Table to limit (${n})`);
+  for (const name of backupForm.tables) {
+    const option = el("option", null, name);
+    option.value = name;
+    option.selected = name === free;
+    select.append(option);
+  }
+  const rows = el("input", "limit-rows num");
+  rows.type = "number";
+  rows.min = "0";
+  rows.step = "1";
+  rows.inputMode = "numeric";
+  rows.value = String(DEFAULT_LIMIT);
+  rows.setAttribute("aria-label", `Newest rows to keep (${n})`);
+  const remove = el("button", "btn btn-small limit-remove", "Remove");
+  remove.type = "button";
+  remove.setAttribute("aria-label", `Remove limit ${n}`);
+  remove.addEventListener("click", () => {
+    row.remove();
+    showMessage($("backup-error"), "");
+  });
+  row.append(el("span", "limit-word", "Newest"), rows, el("span", "limit-word", "rows of"), select, remove);
+  $("limits").append(row);
+  rows.focus();
+  rows.select();
+}
+
+function limitRows() {
+  return [...$("limits").children].map((row) => ({
+    table: row.querySelector("select").value,
+    rows: row.querySelector("input").value.trim(),
+  }));
+}
+
+/** The request's body, or a sentence saying what is wrong with the form. */
+function backupRequest() {
+  const picked = pickedTables();
+  if (backupForm.tables.length && !picked.length) return { problem: "Tick at least one table to back up." };
+  const limits = {};
+  for (const { table, rows } of limitRows()) {
+    if (!(rows !== "" && Number.isInteger(Number(rows)) && Number(rows) >= 0)) {
+      return { problem: `The number of rows for ${table} must be a whole number (0 or more).` };
+    }
+    if (Object.hasOwn(limits, table)) return { problem: `${table} is limited twice: keep one line for it.` };
+    limits[table] = Number(rows);
+  }
+  const body = { limits, gzip: $("gzip").checked, includeDemoData: !$("leave-out-demo").checked };
+  if (picked.length < backupForm.tables.length) body.tables = picked;
+  return { body };
+}
+
+async function startBackup(event) {
   event.preventDefault();
   showMessage($("backup-error"), "");
-  const problem = backupProblem();
+  await loadTables();
+  const { problem, body } = backupRequest();
   if (problem) return showMessage($("backup-error"), problem);
-  const button = $("download");
+  const button = $("start-backup");
   button.disabled = true;
-  showMessage($("backup-status"), "Writing the backup…");
   try {
-    const fallback = $("gzip").checked ? "rowvault-backup.json.gz" : "rowvault-backup.json";
-    const saved = await saveDownload(`/api/backup?${backupQuery()}`, fallback);
-    showMessage($("backup-status"), "Download started: the browser saves the file as it arrives.");
+    const { progressId } = await api("/api/backup/jobs", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    startedKinds.set(progressId, "backup");
+    openJob(progressId);
   } catch (error) {
-    showMessage($("backup-status"), "");
     showMessage($("backup-error"), error.message);
   } finally {
     button.disabled = false;
@@ -1070,16 +1252,17 @@ async function downloadBackup(event) {
 // History
 
 function jobTitle(job) {
-  const kind = job.kind === "backup" ? "Backup" : "Restore";
   const options = job.options || {};
+  if (job.kind === "backup") return `Backup · ${options.gzip === false ? "json" : "gzip"}`;
   const how = options.dryRun ? "dry run" : options.mode || "upsert";
-  return `${kind} · ${how}`;
+  return `Restore · ${how}`;
 }
 
-/** What was restored into what: `file → database`, as `rowvault jobs` says it. */
+/** What went where: `file → database` for a restore, `database → file` for a backup, as
+ * `rowvault jobs` says it. */
 function jobSource(job) {
   const file = job.file || (job.undoOf ? "safety snapshot" : "–");
-  return `${file} → ${job.target || "–"}`;
+  return job.kind === "backup" ? `${job.target || "–"} → ${file}` : `${file} → ${job.target || "–"}`;
 }
 
 function jobItem(job) {
@@ -1134,13 +1317,17 @@ function init() {
   $("restore-form").addEventListener("submit", startRestore);
   $("mode").addEventListener("change", showModeHelp);
   showModeHelp();
-  $("backup-form").addEventListener("submit", downloadBackup);
+  $("backup-form").addEventListener("submit", startBackup);
+  $("add-limit").addEventListener("click", addLimit);
+  $("pick-all").addEventListener("click", () => pickAll(true));
+  $("pick-none").addEventListener("click", () => pickAll(false));
   $("cancel").addEventListener("click", cancelJob);
   $("resume").addEventListener("click", resumeJob);
   $("undo").addEventListener("click", undoJob);
   $("history-refresh").addEventListener("click", loadHistory);
   downloadOnClick($("rejects"), () => `rejects-${watch.id}.json`);
   downloadOnClick($("error-report"), () => `errors-${watch.id}.txt`);
+  downloadOnClick($("backup-file"), () => (watch.job && watch.job.file) || "rowvault-backup.json.gz");
   window.addEventListener("hashchange", route);
   redirectJobQuery();
   loadConfig();

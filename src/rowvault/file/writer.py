@@ -1,0 +1,143 @@
+"""`LineWriter`: `fileformat.BackupWriter`'s framing, with gzip on its own thread.
+
+The bytes before compression are exactly the ones `BackupWriter` writes for the same calls
+(`tests/test_backup_fast.py` compares them). What differs is the compression: zlib releases
+the GIL, so a second thread compresses while the first reads the database, and the level is
+1, not 6. Measured on 213 MB of demo JSON (1M records, 2 cores): level 6 took 7.2 s, level 1
+2.4 s (the file: 51 MB instead of 39 MB) - level 6 alone takes longer than the whole budget
+of a backup that is to keep up with `pg_dump -Fc` or `sqlite3 .dump`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import zlib
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ..fileformat import METADATA_PREFIX
+
+GZIP_LEVEL = 1
+STEP = 1 << 20
+"""Bytes gathered before they go to the compressing thread."""
+_DONE = b""
+
+
+class _GzipThread:
+    """A gzip stream (one member, mtime 0) whose compression runs on a thread of its own."""
+
+    def __init__(self, raw: IO[bytes], level: int) -> None:
+        self._raw = raw
+        self._zlib = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=8)
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="rowvault-gzip", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not _DONE:
+            if self._failed is None:
+                try:
+                    self._raw.write(self._zlib.compress(data))
+                except BaseException as exc:  # handed to the writing thread
+                    self._failed = exc
+        if self._failed is None:
+            try:
+                self._raw.write(self._zlib.flush())
+            except BaseException as exc:
+                self._failed = exc
+
+    def write(self, data: bytes) -> None:
+        if self._failed is not None:
+            raise self._failed
+        self._queue.put(data)
+
+    def close(self) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._failed is not None:
+            raise self._failed
+
+
+class LineWriter:
+    """Streams a backup in rowvault's line layout to a path (atomically) or a binary stream."""
+
+    def __init__(self, dest: str | os.PathLike[str] | IO[bytes], *, compress: bool | None = None) -> None:
+        self._final: Path | None = None
+        self._part: Path | None = None
+        if isinstance(dest, (str, os.PathLike)):
+            self._final = Path(dest)
+            self._part = self._final.with_name(self._final.name + ".part")
+            if compress is None:
+                compress = self._final.name.endswith(".gz")
+            self._raw: IO[bytes] = open(self._part, "wb")
+        else:
+            self._raw = dest
+        self._gzip = _GzipThread(self._raw, GZIP_LEVEL) if compress else None
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._first_record = True
+        self.bytes_written = 0
+
+    def write_metadata(self, metadata: dict[str, Any]) -> None:
+        self._write(METADATA_PREFIX + orjson.dumps(metadata))
+
+    def begin_table(self, name: str) -> None:
+        self._write(b",\n" + orjson.dumps(name) + b":[")
+        self._first_record = True
+
+    def write_records(self, encoded: list[bytes]) -> None:
+        """Write already-encoded records (one JSON object each) of the current table."""
+        if not encoded:
+            return
+        self._write((b"\n" if self._first_record else b",\n") + b",\n".join(encoded))
+        self._first_record = False
+
+    def end_table(self) -> None:
+        self._write(b"\n]")
+
+    def close(self) -> None:
+        self._write(b"\n}\n")
+        self._flush()
+        if self._gzip is not None:
+            self._gzip.close()
+        if self._final is not None and self._part is not None:
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            os.replace(self._part, self._final)
+        else:
+            self._raw.flush()
+
+    def abort(self) -> None:
+        """Give up: a half-written backup is never left under the destination's name."""
+        if self._gzip is not None:
+            with suppress(BaseException):
+                self._gzip.close()
+        if self._part is not None:
+            with suppress(Exception):
+                self._raw.close()
+            with suppress(FileNotFoundError):
+                self._part.unlink()
+
+    def _write(self, data: bytes) -> None:
+        self.bytes_written += len(data)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= STEP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        if self._gzip is not None:
+            self._gzip.write(data)
+        else:
+            self._raw.write(data)

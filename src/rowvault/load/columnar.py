@@ -1,0 +1,355 @@
+"""The columnar path: a table's records from file blocks to committed rows without ever
+becoming Python objects one by one.
+
+Per batch (about `BATCH_BYTES` of record lines): the lines are cut from the file's blocks at
+line ends, made one Arrow string array (C), read and converted by DuckDB with the table's
+columnar codec (`load.columns`, on a thread of its own while the previous batch is being
+written), and written by the engine's bulk path (`dialects.arrow_*`) in one transaction.
+
+A batch the columnar path cannot take exactly - a line not in rowvault's own spelling, a
+value in a form the row codec would convert, a parent that failed, or a database that
+refuses the batch - goes whole to the row path (`rowvault.loader.TableLoader`), which
+writes it with bisection and names every refused record; so record errors, skipped
+children and the rejects file are the row path's, unchanged. Batches are settled in order
+through the row path's `settle`, so counts, progress and checkpoints are the same too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any, overload
+
+import orjson
+
+from ..dberrors import raised_by_driver
+from ..dialects import Outcome
+from ..dialects.arrow_base import ArrowWriter, BatchRefused
+from ..errors import RestoreAborted
+from ..fileformat import Section
+from ..loader import LoadContext, TableLoader, _Batch
+from ..plan import TablePlan
+from ..results import TableResult
+from .columns import ColumnarCodec, build
+
+log = logging.getLogger("rowvault.restore")
+BATCH_BYTES = 8 << 20
+"""Record text per columnar batch: large enough that DuckDB and the bulk path run at full
+speed, small enough that progress moves several times a second."""
+DUCKDB_MEMORY = "256MB"
+
+
+class Lines(Sequence[bytes]):
+    """A batch's record lines, split only if someone asks for one (the row path, an id)."""
+
+    def __init__(self, text: bytes, total: int) -> None:
+        self.text = text
+        self.total = total
+        self._split: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return self.total
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if self._split is None and isinstance(i, int) and i in (-1, self.total - 1):
+            return self.text[self.text.rfind(b"\n") + 1 :]  # the last one, for the progress id
+        return self.split()[i]
+
+    def split(self) -> list[bytes]:
+        if self._split is None:
+            self._split = self.text.split(b"\n")
+        return self._split
+
+
+def batches(
+    regions: Iterator[bytes], *, skip: int = 0, max_bytes: int = BATCH_BYTES, max_records: int | None = None
+) -> Iterator[Lines]:
+    """Record lines of the line layout's regions (`,\\n`-separated, each ending in `\\n`), cut
+    into batches of whole lines, after the first `skip` records."""
+    pending: list[bytes] = []
+    size = count = 0
+    for region in regions:
+        lines = region.count(b"\n")
+        start = 0
+        if skip:
+            if lines <= skip:
+                skip -= lines
+                continue
+            start = _after_lines(region, start, skip)
+            lines -= skip
+            skip = 0
+        while max_records is not None and count + lines >= max_records:
+            cut = _after_lines(region, start, max_records - count)
+            pending.append(region[start:cut])
+            yield _batch(pending, max_records)
+            pending, size = [], 0
+            lines -= max_records - count
+            count, start = 0, cut
+        if start == len(region):
+            continue
+        piece = region[start:] if start else region
+        pending.append(piece)
+        size += len(piece)
+        count += lines
+        if size >= max_bytes:
+            yield _batch(pending, count)
+            pending, size, count = [], 0, 0
+    if pending:
+        yield _batch(pending, count)
+
+
+def _after_lines(data: bytes, start: int, n: int) -> int:
+    """The position just past the `n`-th newline of `data` from `start` on."""
+    at = start - 1
+    for _ in range(n):
+        at = data.index(b"\n", at + 1)
+    return at + 1
+
+
+def _batch(pieces: list[bytes], count: int) -> Lines:
+    text = b"".join(pieces).replace(b",\n", b"\n")
+    return Lines(text[:-1], count)
+
+
+class DuckReader:
+    """Record lines → converted Arrow columns, with the codec's checks; one DuckDB session
+    per restore, used from one thread at a time."""
+
+    def __init__(self) -> None:
+        self._con: Any = None
+
+    def _session(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect(config={"threads": 2, "memory_limit": DUCKDB_MEMORY})
+        return self._con
+
+    def read(self, codec: ColumnarCodec, lines: Lines) -> Any:
+        """The batch as an Arrow table of the target's columns, or None when any line or
+        value must take the row path."""
+        import duckdb
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            text = pa.array([lines.text], pa.binary()).cast(pa.string())
+            column = pc.split_pattern(text, "\n").flatten()
+            if len(column) != lines.total:
+                return None
+            con = self._session()
+            con.register("lines", pa.table({"line": column}))
+            try:
+                table = con.sql(codec.query).to_arrow_table()
+            finally:
+                con.unregister("lines")
+        except (duckdb.Error, pa.ArrowInvalid) as exc:
+            log.debug("[restore] columnar batch declined: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            return None
+        if table.num_rows != lines.total or not pc.all(table.column("rowvault_ok")).as_py():
+            return None
+        if not all(canonical_json(table.column(f"c{i}")) for i in codec.json_outputs):
+            return None
+        table = table.drop_columns(["rowvault_ok"])
+        return table.rename_columns(list(codec.names))
+
+    def close(self) -> None:
+        if self._con is not None:
+            with suppress(Exception):
+                self._con.close()
+            self._con = None
+
+
+def canonical_json(column: Any) -> bool:
+    """Whether each JSON text of the column is exactly orjson's writing of what it reads -
+    what the row path stores. (It is not for a key named twice in a document, a number
+    spelled another way, an integer past 64 bits: those batches take the row path.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    present = pc.drop_null(column.combine_chunks() if hasattr(column, "combine_chunks") else column)
+    if len(present) == 0:
+        return True
+    documents = pa.ListArray.from_arrays(pa.array([0, len(present)], pa.int32()), present)
+    joined = pc.binary_join(documents, ",")[0].as_py()
+    data = ("[" + joined + "]").encode()
+    try:
+        return bool(orjson.dumps(orjson.loads(data)) == data)
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+
+
+def arrow_writer(ctx: LoadContext, plan: TablePlan) -> ArrowWriter | None:
+    """The engine's columnar writer for the table, if the engine has one that applies."""
+    name = ctx.dialect.name
+    if name == "sqlite":
+        from ..dialects.arrow_sqlite import SQLiteArrowWriter, database_file
+
+        if database_file(ctx.dialect) is None:
+            return None
+        return SQLiteArrowWriter(ctx.dialect, plan.target, ctx.session)
+    if name == "postgresql":
+        from ..dialects.arrow_postgresql import PostgreSQLArrowWriter
+
+        return PostgreSQLArrowWriter(ctx.dialect, plan.target, ctx.session)
+    if name == "mysql":
+        from ..dialects.arrow_mysql import MySQLArrowWriter
+
+        return MySQLArrowWriter(ctx.dialect, plan.target, ctx.session)
+    return None
+
+
+def columnar_loader(
+    plan: TablePlan, ctx: LoadContext, result: TableResult, section: Section, reader: DuckReader
+) -> ColumnarLoader | None:
+    """A loader that moves the table as columns, or None when only the row path can take it:
+    not rowvault's line layout, a dry run, cycles' held-back keys, a kind no engine bulk
+    path takes exactly, a table without a key that already holds rows."""
+    if section.regions is None or ctx.simulate or ctx.tx.dry_run or plan.deferrals:
+        return None
+    codec = build(plan, ctx.dialect.name)
+    if codec is None:
+        return None
+    writer = arrow_writer(ctx, plan)
+    if writer is None or not writer.takes(fresh=plan.fresh, mode=ctx.mode):
+        if writer is not None:
+            writer.close()
+        return None
+    return ColumnarLoader(plan, ctx, result, codec=codec, writer=writer, reader=reader)
+
+
+class ColumnarLoader(TableLoader):
+    def __init__(
+        self,
+        plan: TablePlan,
+        ctx: LoadContext,
+        result: TableResult,
+        *,
+        codec: ColumnarCodec,
+        writer: ArrowWriter,
+        reader: DuckReader,
+    ) -> None:
+        super().__init__(plan, ctx, result)
+        self.codec = codec
+        self.writer = writer
+        self.reader = reader
+        self.columnar_batches = 0
+        self.row_batches = 0
+
+    def run(self, section: Section, skip: int = 0) -> None:
+        assert section.regions is not None
+        regions = section.regions
+        self.in_table(lambda: self._columns(section, regions, skip))
+        log.info(
+            "[restore] %s: %d batches as columns, %d through the row path",
+            self.plan.source,
+            self.columnar_batches,
+            self.row_batches,
+        )
+
+    def _columns(self, section: Section, regions: Iterator[bytes], skip: int) -> None:
+        ctx = self.ctx
+        fixed = ctx.sizer.fixed
+        self.writer.start(ctx)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rowvault-columns")
+        pending: tuple[Lines, int, Future[Any]] | None = None
+        base = skip
+        try:
+            for lines in batches(regions, skip=skip, max_records=fixed):
+                if ctx.should_stop():
+                    raise RestoreAborted("cancelled", cancelled=True)
+                read = pool.submit(self.reader.read, self.codec, lines)
+                if pending is not None:
+                    self._write(section, *pending)
+                pending = (lines, base, read)
+                base += len(lines)
+            if pending is not None:
+                done, pending = pending, None
+                self._write(section, *done)
+        finally:
+            if pending is not None:
+                with suppress(BaseException):
+                    pending[2].result()
+            pool.shutdown(wait=True)
+            self.writer.close()  # before the table's clean-up, which needs the connection back
+
+    def _write(self, section: Section, lines: Lines, base: int, read: Future[Any]) -> None:
+        table = read.result()
+        if table is None or self._parents_failed():
+            self._row_path(section, lines, base)
+            return
+        outcome = self._attempt(table)
+        del table
+        if outcome is None:
+            self._row_path(section, lines, base)
+            return
+        self.columnar_batches += 1
+        self.settle(_settled(lines, base, outcome, self._last_record(lines)))
+        if self.ctx.delay_seconds:
+            time.sleep(self.ctx.delay_seconds)
+
+    def _attempt(self, table: Any) -> Outcome | None:
+        """Write the batch in one transaction; None when the database refused it (the row
+        path then finds out why, and says so). A transient failure - a lost connection, a
+        deadlock - is waited out on a new connection and the batch written again."""
+        ctx, own = self.ctx, self.writer.own_connection
+        while True:
+            try:
+                if not own:
+                    ctx.tx.begin()
+                outcome = self.writer.write(ctx.conn, table, fresh=self.plan.fresh, mode=ctx.mode)
+                if not own:
+                    ctx.tx.commit()
+            except Exception as exc:
+                if not (raised_by_driver(exc) or _columnar_refusal(exc)):
+                    raise
+                log.debug("[restore] %s: columnar batch refused (%s)", self.plan.source, exc)
+                if own:
+                    return None
+                with suppress(Exception):  # a lost connection cannot roll back
+                    ctx.tx.rollback()
+                if ctx.recover(exc):
+                    continue
+                return None
+            ctx.succeeded()
+            return outcome
+
+    def _row_path(self, section: Section, lines: Lines, base: int) -> None:
+        self.row_batches += 1
+        with self.writer.row_path():
+            batch = self.prepare(lines.split(), base, section)
+            self.write(batch)
+        self.settle(batch)
+
+    def _parents_failed(self) -> bool:
+        failures = self.ctx.failures
+        return any(failures.get(check.parent, check.columns) for check in self.plan.parent_checks)
+
+    def _last_record(self, lines: Lines) -> Any:
+        last = lines.text[lines.text.rfind(b"\n") + 1 :]
+        try:
+            return orjson.loads(last)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def _settled(lines: Lines, base: int, outcome: Any, last: Any) -> _Batch:
+    records: list[Any] = [None] * len(lines)
+    if records:
+        records[-1] = last
+    return _Batch(lines, base, records, [], [], [], {}, [], outcome)  # type: ignore[arg-type]
+
+
+def _columnar_refusal(exc: BaseException) -> bool:
+    """A bulk path's own refusals (ADBC's errors, a LOAD DATA with warnings)."""
+    if isinstance(exc, BatchRefused):
+        return True
+    module = type(exc).__module__ or ""
+    return module.startswith("adbc_driver")
