@@ -3,8 +3,6 @@ injected clock, caps its error list, and the throttle passes on few reports but 
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -249,23 +247,19 @@ def test_the_safety_snapshot_shows_as_a_stage_with_its_rows(tmp_path: Path) -> N
     rowvault.restore(target, backup)  # populated: the snapshot has every row to save
     runner = new_runner(load_settings(DATABASE_URL=str(target)))
     seen: list[dict[str, Any]] = []
-    done = threading.Event()
     job = runner.create_restore(backup, {"snapshot": True})
+    update = runner.store.update
 
-    def watch() -> None:
-        while not done.is_set():
-            stored = runner.store.get(job.id)
-            if stored is not None and stored.progress.get("phase"):
-                seen.append(stored.progress["phase"])
-            time.sleep(0.005)
+    def recorded(job_id: str, **fields: Any) -> Any:  # every record another process could read
+        progress = fields.get("progress")
+        if job_id == job.id and progress and progress.get("phase"):
+            seen.append(progress["phase"])
+        return update(job_id, **fields)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    runner.store.update = recorded  # type: ignore[method-assign]
     try:
         finished = runner.run(job.id)
     finally:
-        done.set()
-        watcher.join()
         runner.close()
         runner.store.close()
     assert finished.status == "completed", finished.error

@@ -19,12 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pymysql
 
 from .arrow_base import ArrowWriter, BatchRefused
 from .base import Mode, Outcome
 from .mysql import _LOCAL_REFUSED, MySQLDialect
+from .mysql_load import RENUMBERS_ZERO
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,6 +47,10 @@ class MySQLArrowWriter(ArrowWriter):
         return (fresh or mode in ("insert", "replace")) and load is not None and load.available
 
     def write(self, conn: Any, table: pa.Table, *, fresh: bool, mode: Mode) -> Outcome:
+        if "bytes" in self.target.kinds:
+            counter = self.dialect.counter_position(conn, self.target)
+            if counter is not None and pc.any(pc.equal(table.column(counter), 0)).as_py():
+                raise BatchRefused(RENUMBERS_ZERO)
         pacsv.write_csv(table, self.path, _TSV)
         try:
             with conn.sending(self.path):

@@ -155,11 +155,27 @@ class MySQLDialect(Dialect):
         if (
             load is not None
             and plain_insert
-            and load.fits(target, rows)
+            and load.fits(target, rows, self.counter_position(conn, target))
             and self._load_batch(conn, load, target, rows)
         ):
             return Outcome(created=len(rows))
         return super().write(conn, target, rows, fresh=fresh, mode=mode)
+
+    def counter_position(self, conn: Any, target: Target) -> int | None:
+        """Where the table's AUTO_INCREMENT column is among the target's columns (once per table;
+        see `mysql_load.RENUMBERS_ZERO`)."""
+        if "counter" not in target.statements:
+            cur = self.execute(
+                conn,
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
+                "AND table_name = %s AND extra LIKE %s",
+                [target.name, "%%auto_increment%%"],
+            )
+            row = cur.fetchone()
+            name = str(row[0]) if row else None
+            target.statements["counter"] = target.columns.index(name) if name in target.columns else None
+        position: int | None = target.statements["counter"]
+        return position
 
     def refuse_unsendable(self, conn: Any, target: Target, rows: Sequence[Row]) -> None:
         """Raise Unsendable for a batch holding a value the server cannot take, before any of

@@ -13,6 +13,7 @@ months), JSON through `encoding.stored_json` (no digit of a number lost).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any, ClassVar
 
 import psycopg
@@ -187,9 +188,14 @@ class PostgreSQLDialect(Dialect):
             self.execute(conn, sql)
         except pgerrors.ForeignKeyViolation:
             self.rollback_savepoint(conn, "rowvault_fk")
-            return False
-        finally:
             self.release_savepoint(conn, "rowvault_fk")
+            return False
+        except psycopg.Error:  # (a resumed run finds it there): the transaction stays usable
+            with suppress(psycopg.Error):
+                self.rollback_savepoint(conn, "rowvault_fk")
+                self.release_savepoint(conn, "rowvault_fk")
+            raise
+        self.release_savepoint(conn, "rowvault_fk")
         return True
 
     def advance_sequences(self, conn: Any, tables: Sequence[sa.Table]) -> None:

@@ -36,7 +36,7 @@ from ..results import TableResult
 from .columns import ColumnarCodec, build
 
 log = logging.getLogger("rowvault.restore")
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
 """Record text per columnar batch: large enough that DuckDB and the bulk path run at full
 speed, small enough that progress moves several times a second."""
 DUCKDB_MEMORY = "256MB"
