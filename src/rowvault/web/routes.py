@@ -56,7 +56,7 @@ from .errors import error_responses
 from .tickets import Tickets
 
 log = logging.getLogger("rowvault.web")
-STREAM_POLL_SECONDS = 0.5
+STREAM_POLL_SECONDS = 0.25  # as often as a job writes its progress (PROGRESS_WRITES_PER_SECOND)
 STREAM_KEEPALIVE_SECONDS = 15.0
 
 
