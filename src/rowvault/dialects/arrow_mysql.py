@@ -26,7 +26,7 @@ import pymysql
 from .arrow_base import ArrowWriter, BatchRefused
 from .base import Mode, Outcome
 from .mysql import _LOCAL_REFUSED, MySQLDialect
-from .mysql_load import RENUMBERS_ZERO
+from .mysql_load import RENUMBERS_ZERO, load_statement
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,24 +64,11 @@ class MySQLArrowWriter(ArrowWriter):
         return Outcome(created=table.num_rows)
 
     def _statement(self, conn: Any) -> str:
-        target, quote = self.target, self.dialect.quote
+        target = self.target
         if "columns-load" not in target.statements:
-            names, sets = [], []
-            for i, (column, kind) in enumerate(zip(target.columns, target.kinds, strict=True)):
-                if kind == "bytes":
-                    names.append(f"@v{i}")
-                    sets.append(f"{quote(column)} = UNHEX(@v{i})")
-                else:
-                    names.append(quote(column))
-            path = conn.escape(self.path).replace("%", "%%")
-            sql = (
-                f"LOAD DATA LOCAL INFILE {path} INTO TABLE {quote(target.name)} "
-                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'22' "
-                f"ESCAPED BY '' LINES TERMINATED BY X'0A' ({', '.join(names)})"
+            target.statements["columns-load"] = load_statement(
+                self.dialect.quote, conn.escape(self.path), target, "''"
             )
-            if sets:
-                sql += " SET " + ", ".join(sets)
-            target.statements["columns-load"] = sql
         return str(target.statements["columns-load"])
 
     def close(self) -> None:

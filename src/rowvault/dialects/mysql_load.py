@@ -63,6 +63,26 @@ RENUMBERS_ZERO = (
 """Why a batch with a 0 in the counter column beside a blob column is not loaded."""
 
 
+def load_statement(quote: Callable[[str], str], path: str, target: Target, escaped: str) -> str:
+    """LOAD DATA LOCAL of the spool file (`path`, a quoted literal) into the target's columns,
+    blobs as hex through UNHEX(); fields escaped by `escaped` (a literal: X'5C', or '')."""
+    names, sets = [], []
+    for i, (column, kind) in enumerate(zip(target.columns, target.kinds, strict=True)):
+        if kind == "bytes":
+            names.append(f"@v{i}")
+            sets.append(f"{quote(column)} = UNHEX(@v{i})")
+        else:
+            names.append(quote(column))
+    # Escaped like the names (`%` doubled): it is run as a statement without parameters.
+    # Hex literals: the same whatever NO_BACKSLASH_ESCAPES says.
+    sql = (
+        f"LOAD DATA LOCAL INFILE {path.replace('%', '%%')} INTO TABLE {quote(target.name)} "
+        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'22' "
+        f"ESCAPED BY {escaped} LINES TERMINATED BY X'0A' ({', '.join(names)})"
+    )
+    return sql + (" SET " + ", ".join(sets) if sets else "")
+
+
 class _Null(float):
     """Written bare as NULL: the csv module writes a float with repr() and does not quote it."""
 
@@ -124,24 +144,7 @@ class LoadPath:
 
     def statement(self, target: Target) -> str:
         if "load" not in target.statements:
-            names, sets = [], []
-            for i, (column, kind) in enumerate(zip(target.columns, target.kinds, strict=True)):
-                if kind == "bytes":
-                    names.append(f"@v{i}")
-                    sets.append(f"{self.quote(column)} = UNHEX(@v{i})")
-                else:
-                    names.append(self.quote(column))
-            # Escaped like the names (`%` doubled): it is run as a statement without parameters.
-            path = self.literal(self.path).replace("%", "%%")
-            # Hex literals: the same whatever NO_BACKSLASH_ESCAPES says.
-            sql = (
-                f"LOAD DATA LOCAL INFILE {path} INTO TABLE {self.quote(target.name)} "
-                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'22' "
-                f"ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({', '.join(names)})"
-            )
-            if sets:
-                sql += " SET " + ", ".join(sets)
-            target.statements["load"] = sql
+            target.statements["load"] = load_statement(self.quote, self.literal(self.path), target, "X'5C'")
         return str(target.statements["load"])
 
     def spool(self, target: Target, rows: Sequence[Row]) -> bool:
