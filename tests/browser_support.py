@@ -133,3 +133,19 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 });
 """
+
+
+def bar_is_full(page: Any, bar: str, *, timeout_ms: int = 3000) -> bool:
+    """Whether the bar's fill spans its whole track, once its width transition (0.25 s) has
+    run: waits for it up to `timeout_ms`, as a person's eye would."""
+    try:
+        page.wait_for_function(
+            """(id) => { const bar = document.getElementById(id);
+            const fill = bar.querySelector(".bar-fill").getBoundingClientRect().width;
+            return Math.abs(fill - bar.getBoundingClientRect().width) < 0.5; }""",
+            arg=bar,
+            timeout=timeout_ms,
+        )
+    except Exception:  # playwright's TimeoutError
+        return False
+    return True

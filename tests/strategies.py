@@ -16,7 +16,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -209,10 +209,15 @@ def decimals(col: Col) -> st.SearchStrategy[Decimal]:
             digits,
             digits,
         )
-    scale, whole = col.scale or 0, col.precision - (col.scale or 0)
-    with localcontext(prec=200):  # the default 28 digits would round DECIMAL(65, 30)'s top up
-        top = Decimal(10) ** whole - Decimal(1).scaleb(-scale)
-    return st.decimals(-top, top, places=scale, allow_nan=False, allow_infinity=False)
+    # the unscaled integer, then its digits at the scale: exact, where st.decimals rounds its
+    # bounds to the context's 28 digits (NUMERIC(63, 0) got -1E+63, which it cannot hold)
+    scale, top = col.scale or 0, 10**col.precision - 1
+
+    def at_scale(n: int) -> Decimal:
+        t = Decimal(n).as_tuple()
+        return Decimal((t.sign, t.digits, -scale))
+
+    return st.integers(-top, top).map(at_scale)
 
 
 def dates() -> st.SearchStrategy[date]:

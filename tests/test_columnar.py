@@ -265,3 +265,30 @@ def test_batches_hold_every_record_once_in_order_after_the_skipped(
         assert max_records is None or len(lines) <= max_records
         got += parts
     assert got == records[skip:]
+
+
+# SQLite 3.40's own text-to-double conversion is not correctly rounded ('2.81E-32' becomes
+# 2.8099999999999997e-32); Python's and DuckDB's are.
+DOUBLES = [2.81e-32, -1.0635301e-27, 0.1, 123.45, 5.0, 1e20, -0.5, None]
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "rows"])
+def test_sqlite_decimals_come_back_as_the_very_doubles_they_were(tmp_path: Path, columnar: bool) -> None:
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as con:
+        con.execute("CREATE TABLE prices (id INTEGER PRIMARY KEY, amount NUMERIC(40, 34))")
+        con.executemany("INSERT INTO prices VALUES (?, ?)", list(enumerate(DOUBLES)))
+    con.close()
+    backup = tmp_path / "prices.json"
+    rowvault.backup(f"sqlite:///{source}", backup)
+    target = tmp_path / "target.db"
+    rowvault.restore(f"sqlite:///{target}", backup, columnar=columnar)
+    with sqlite3.connect(target) as con:
+        got = con.execute("SELECT amount, typeof(amount) FROM prices ORDER BY id").fetchall()
+    con.close()
+    with sqlite3.connect(source) as con:
+        want = con.execute("SELECT amount, typeof(amount) FROM prices ORDER BY id").fetchall()
+    con.close()
+    assert got == want
+    again = rowvault.restore(f"sqlite:///{target}", backup, columnar=columnar)
+    assert again.tables["prices"].unchanged == len(DOUBLES)

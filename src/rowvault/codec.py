@@ -504,6 +504,9 @@ def _fits_sqlite(value: Decimal) -> bool:
     return Decimal(repr(float(value))) == value
 
 
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?").fullmatch
+
+
 @functools.cache
 def _few_places(places: int) -> Callable[[str], re.Match[str] | None]:
     return re.compile(rf"-?\d*(?:\.\d{{0,{places}}})?").fullmatch
@@ -532,6 +535,8 @@ class _DecimalFit:
                 f"{_describe(value)} has more decimal places than the column's {self.sql} keeps "
                 f"({self.places}): it would be rounded"
             )
+        if self.dialect == "sqlite" and number.is_finite() and number != number.to_integral_value():
+            return float(number)  # SQLite's own reading of the text is not correctly rounded
         return value
 
     def column(self, values: Sequence[Any]) -> Sequence[Any]:
@@ -541,6 +546,11 @@ class _DecimalFit:
         if self.dialect == "sqlite":
             if present and max(map(len, present)) > 15:
                 raise ValueError("long decimals to check one by one")
+            if not all(map(_PLAIN_NUMBER, present)):
+                raise ValueError("other spellings (NaN, Infinity, spaces) to check one by one")
+            # as doubles: SQLite 3.40 reads '2.81E-32' as 2.8099999999999997e-32; at most 15
+            # characters are at most 15 digits, which a double holds exactly when integral
+            return [None if v is None else float(v) for v in values]
         elif self.places is not None and not all(map(_few_places(self.places), present)):
             raise ValueError("decimals to check one by one")
         return values

@@ -120,7 +120,9 @@ def _column(target: ColumnType, source: ColumnType | None, dialect: str) -> _Col
     if kind == "boolean":
         return _Column("BOOLEAN", "@v" if dialect == "postgresql" else "CAST(@v AS BIGINT)")
     if kind == "decimal":
-        return _Column("VARCHAR", "@v", _decimal_guard(target, dialect))
+        # SQLite gets doubles: its own reading of decimal text is not correctly rounded
+        output = "CAST(@v AS DOUBLE)" if dialect == "sqlite" else "@v"
+        return _Column("VARCHAR", output, _decimal_guard(target, dialect))
     if kind in ("date", "time", "datetime"):
         guard = _temporal_guard(kind, target, source, dialect)
         return None if guard is None else _Column("VARCHAR", "@v", guard)
