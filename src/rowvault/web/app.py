@@ -28,10 +28,11 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..jobs import JobRunner
+from ..jobs.service import Service
 from ..settings import Settings, load_settings
 from . import errors
 from .page import mount_page
-from .routes import Service, build_router
+from .routes import build_router
 from .security import install_security
 
 __all__ = ["create_app", "install_security"]

@@ -22,7 +22,7 @@ from .answers import Started, TableList, file_content
 from .errors import error_responses
 
 if TYPE_CHECKING:
-    from .routes import Service
+    from ..jobs.service import Service
 
 
 class BackupRequest(BaseModel):
@@ -50,7 +50,7 @@ async def _backup_request(request: Request) -> BackupRequest:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
-def install(router: APIRouter, service: Service, job_or_404: Any) -> None:
+def install(router: APIRouter, service: Service) -> None:
     """Add the backup-job routes to the API's router."""
 
     @router.get("/tables", tags=["backup"], responses={200: {"model": TableList}})
@@ -95,8 +95,8 @@ def install(router: APIRouter, service: Service, job_or_404: Any) -> None:
     )
     async def backup_file(job_id: str) -> FileResponse:
         """The file a completed backup job wrote, under the name it was given."""
-        found: Job = await run_in_threadpool(job_or_404, service, job_id)
-        path = file_of(service.runner.home, found)
+        found: Job = await run_in_threadpool(service.job, job_id)
+        path = await run_in_threadpool(file_of, service.runner.home, found)
         if path is None:
             raise HTTPException(status_code=404, detail=f"job {job_id} has no backup file")
         gzip = str(path).endswith(".gz")

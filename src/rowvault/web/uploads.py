@@ -13,13 +13,14 @@ from typing import IO, Any
 from fastapi import HTTPException, Request
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from ..fileformat import open_stream
 from ..jsonlayout import find_key
 from ..limits import ReadLimits
 
-CHUNK_LOG_EVERY = 64 << 20
 MAX_FIELD_BYTES = 64 << 10
+SPOOL_BYTES = 1 << 20
 
 
 @dataclass
@@ -45,6 +46,24 @@ class _Limit:
             )
 
 
+class _Spool:
+    """The upload's bytes to its file in writes of SPOOL_BYTES on the thread pool: the event
+    loop never waits on the disk."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+
+    async def flush(self, at: int = SPOOL_BYTES) -> None:
+        if self.buffer and len(self.buffer) >= at:
+            data = bytes(self.buffer)
+            self.buffer.clear()
+            await run_in_threadpool(self.out.write, data)
+
+
 async def receive(
     request: Request, dest: Path, max_bytes: int, *, limits: ReadLimits | None = None
 ) -> Upload:
@@ -59,36 +78,40 @@ async def receive(
         )
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     filename = "upload"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    await run_in_threadpool(dest.parent.mkdir, parents=True, exist_ok=True)
     try:
-        with open(dest, "wb") as out:
+        out = await run_in_threadpool(open, dest, "wb")
+        try:
+            spool = _Spool(out)
             if content_type == b"multipart/form-data":
-                options = await _multipart(request, out, params.get(b"boundary"), _Limit(max_bytes))
+                options = await _multipart(request, spool, params.get(b"boundary"), _Limit(max_bytes))
                 filename = options.pop("\0filename", None) or filename
             else:
                 options = {}
                 limit = _Limit(max_bytes)
                 async for chunk in request.stream():
                     limit.add(len(chunk))
-                    out.write(chunk)
+                    spool.write(chunk)
+                    await spool.flush()
+            await spool.flush(at=0)
+        finally:
+            await run_in_threadpool(out.close)
+        size = (await run_in_threadpool(dest.stat)).st_size
     except BaseException:
-        dest.unlink(missing_ok=True)
+        await run_in_threadpool(dest.unlink, missing_ok=True)
         raise
-    size = dest.stat().st_size
     if size == 0:
-        dest.unlink(missing_ok=True)
+        await run_in_threadpool(dest.unlink, missing_ok=True)
         detail = "the request has no backup in it (empty body)"
         if filename != "upload":
             detail = f"{filename}: the file is empty: it is not a backup"
         raise HTTPException(status_code=400, detail=detail)
     if not options and content_type in (b"application/json", b"", b"text/plain"):
-        options = read_body_options(dest, limits=limits)
+        options = await run_in_threadpool(read_body_options, dest, limits=limits)
     return Upload(dest, size, options, filename)
 
 
-async def _multipart(
-    request: Request, out: IO[bytes], boundary: bytes | None, limit: _Limit
-) -> dict[str, Any]:
+async def _multipart(request: Request, out: _Spool, boundary: bytes | None, limit: _Limit) -> dict[str, Any]:
     if not boundary:
         raise HTTPException(status_code=400, detail="multipart body without a boundary")
     fields: dict[str, Any] = {}
@@ -151,6 +174,7 @@ async def _multipart(
     async for chunk in request.stream():
         limit.add(len(chunk))
         parser.write(chunk)
+        await out.flush()
     parser.finalize()
     if not state.get("got_file"):
         raise HTTPException(status_code=400, detail="the form has no field named 'file' with a backup")
