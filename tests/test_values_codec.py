@@ -178,6 +178,8 @@ def test_a_decimal_the_column_would_round_is_a_record_error(
     dialect: str, target: ColumnType, fits: list[Any], rounded: str
 ) -> None:
     out, errors = decode(target, dialect, [*fits, rounded], ColumnType("decimal", "NUMERIC"))
+    if dialect == "sqlite":  # a fraction goes in as its correctly rounded double, an integer as it is
+        fits = [float(v) if "." in v else v for v in fits]
 
     assert out[: len(fits)] == fits
     assert set(errors) == {len(fits)}
