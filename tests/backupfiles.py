@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from rowvault.fileformat import BackupWriter
-from rowvault.reader import BackupFile
+from rowvault.file.format import BackupWriter
+from rowvault.file.reader import BackupFile
 
 Tables = dict[str, list[dict[str, Any]]]
 

@@ -39,12 +39,13 @@ from typing import Any
 
 import orjson
 
-from rowvault import cli, reader
+from rowvault import cli
 from rowvault.dialects import base, mysql, postgresql
+from rowvault.file import reader
 from rowvault.jobs import runner
 from rowvault.load.columnar import ColumnarLoader
-from rowvault.loader import TableLoader
-from rowvault.plan import TablePlan
+from rowvault.load.plan import TablePlan
+from rowvault.load.rows import TableLoader
 
 restore = importlib.import_module("rowvault.restore")  # the package's `restore` is the function
 

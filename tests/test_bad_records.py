@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import rowvault
 from rowvault.demo import build_demo
 from rowvault.demo import metadata as demo_metadata
-from rowvault.fileformat import REJECT_REASON_KEY
+from rowvault.file.format import REJECT_REASON_KEY
 
 from .backupfiles import Tables, read_backup, write_backup
 from .dbdump import counts

@@ -11,11 +11,11 @@ ENGINE = [
     "rowvault",
     "rowvault.backup",
     "rowvault.restore",
-    "rowvault.fileformat",
+    "rowvault.file.format",
     "rowvault.codec",
     "rowvault.schema",
-    "rowvault.plan",
-    "rowvault.loader",
+    "rowvault.load.plan",
+    "rowvault.load.rows",
     "rowvault.dialects",
 ]
 FRONT_ENDS = ["typer", "rich", "fastapi", "starlette", "uvicorn"]

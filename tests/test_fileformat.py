@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from rowvault.errors import BackupFileError
-from rowvault.fileformat import BackupWriter
-from rowvault.reader import BackupFile
+from rowvault.file.format import BackupWriter
+from rowvault.file.reader import BackupFile
 
 USERS = [
     {"id": 1, "email": "a@example.com", "bio": "line one\nline two"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rowvault.matching import match_names, normalize
+from rowvault.load.matching import match_names, normalize
 
 
 @pytest.mark.parametrize(

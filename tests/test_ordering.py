@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from rowvault.ordering import Edge, Order, plan_order
+from rowvault.load.ordering import Edge, Order, plan_order
 
 
 def fk(child: str, parent: str, *, key: int = 0, nullable: bool = True) -> Edge:

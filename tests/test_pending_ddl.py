@@ -19,7 +19,7 @@ import rowvault
 from rowvault import RestoreAborted
 from rowvault.demo import build_demo
 from rowvault.jobs.store import StateStore
-from rowvault.pending import PENDING_TABLE
+from rowvault.load.pending import PENDING_TABLE
 from rowvault.settings import load_settings
 
 from .backupfiles import read_backup, write_backup

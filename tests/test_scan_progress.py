@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 import rowvault
 from rowvault.demo import build_demo
+from rowvault.file.reader import BackupFile
 from rowvault.jobs import JobRunner, StateStore
 from rowvault.progress import PHASES, Progress
-from rowvault.reader import BackupFile
 
 from .test_terminal import assert_no_count_is_cut, assert_nothing_wraps, keep_screens, run_in_terminal
 

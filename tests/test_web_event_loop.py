@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 
 import rowvault
 from rowvault.demo import build_demo
+from rowvault.file.reader import BackupFile
 from rowvault.jobs import intake
 from rowvault.jobs.store import StateStore
-from rowvault.reader import BackupFile
 from rowvault.settings import load_settings
 from rowvault.web import backups as web_backups
 from rowvault.web import create_app, uploads

@@ -25,12 +25,12 @@ from .backuprows import RowEncoder
 from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for, sqlite_dump
 from .errors import BackupAborted, DiskFull, OptionError
+from .file.format import FORMAT, FORMAT_VERSION, BackupWriter
 from .file.writer import LineWriter
-from .fileformat import FORMAT, FORMAT_VERSION, BackupWriter
-from .matching import match_names
+from .load.matching import match_names
+from .load.ordering import Edge, plan_order
+from .load.pending import PENDING_TABLE
 from .options import BackupOptions
-from .ordering import Edge, plan_order
-from .pending import PENDING_TABLE
 from .progress import Progress, ProgressCallback, null_progress, utc_now
 from .results import BackupResult
 from .retry import GaveUp, Retries, transient

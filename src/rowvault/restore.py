@@ -32,22 +32,22 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
-from . import pending
-from .batching import BatchSizer, Transactions
 from .database import DatabaseLike, opened
 from .dberrors import raised_by_driver, translate
 from .dialects import Dialect, dialect_for
 from .encoding import backup_encoder, json_default
 from .errors import RestoreAborted, ValidationError
-from .fileformat import Section, Source
+from .file.format import Section, Source
+from .file.reader import BackupFile, FileSummary
+from .file.rejects import Rejects, default_rejects_path
+from .load import pending
+from .load.batching import BatchSizer, Transactions
 from .load.columnar import DuckReader, columnar_loader
-from .loader import LoadContext, TableLoader, apply_deferred, format_key
+from .load.pending import PendingDDL
+from .load.plan import RestorePlan, TablePlan, build_plan
+from .load.rows import LoadContext, TableLoader, apply_deferred, format_key
 from .options import RestoreOptions
-from .pending import PendingDDL
-from .plan import RestorePlan, TablePlan, build_plan
 from .progress import Progress, ProgressCallback, null_progress
-from .reader import BackupFile, FileSummary
-from .rejects import Rejects, default_rejects_path
 from .results import RestoreResult, TableResult
 from .retry import Retries, Retrying
 from .schema import Schema, build_table, foreign_key, index, link_foreign_keys, reflect

@@ -31,9 +31,9 @@ import pytest
 import rowvault
 from rowvault.demo import build_demo
 from rowvault.errors import BackupFileError
+from rowvault.file.limits import ReadLimits
+from rowvault.file.reader import BackupFile
 from rowvault.jobs.store import StateStore, locks
-from rowvault.limits import ReadLimits
-from rowvault.reader import BackupFile
 
 from ..server import Server, poll_until_finished, running_server
 

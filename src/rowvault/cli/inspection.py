@@ -9,10 +9,10 @@ import orjson
 import typer
 
 from ..errors import BackupFileError, ValidationError
+from ..file.reader import BackupFile
 from ..jobs import StateStore
 from ..jobs.runner import interrupt_gone
 from ..jobs.store import masked_url
-from ..reader import BackupFile
 from ..restore import validate as run_validate
 from ..settings import load_settings
 from .app import EXIT_FAILED, command

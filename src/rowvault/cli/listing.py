@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..reader import FileSummary
+from ..file.reader import FileSummary
 
 UNKNOWN = "unknown"
 LABEL_WIDTH = len("source dialect") + 1

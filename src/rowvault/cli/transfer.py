@@ -15,11 +15,11 @@ import typer
 
 from ..backup import backup as run_backup
 from ..errors import BackupFileError, OptionError
+from ..file.rejects import default_rejects_path
 from ..heap import frozen_heap
 from ..jobs import Job, JobRunner, StateStore, new_runner
 from ..jobs.model import new_job_id
 from ..options import MODES, BackupOptions, Mode, RestoreOptions
-from ..rejects import default_rejects_path
 from ..results import RestoreResult
 from ..settings import load_settings
 from .app import EXIT_FAILED, EXIT_OK, EXIT_RECORD_ERRORS, Db, JsonOutput, command

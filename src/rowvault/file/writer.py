@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import orjson
 
-from ..fileformat import METADATA_PREFIX
+from .format import METADATA_PREFIX
 
 GZIP_LEVEL = 1
 STEP = 1 << 20

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from ..backup import backup, check_options
 from ..database import DatabaseLike, opened
 from ..errors import OptionError, RowvaultError
+from ..load.pending import PENDING_TABLE
 from ..options import BackupOptions
-from ..pending import PENDING_TABLE
 from ..progress import Progress, ProgressCallback
 from .model import Job, new_job_id, this_process
 from .store import StateStore

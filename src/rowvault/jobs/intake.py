@@ -15,9 +15,9 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
-from ..limits import ReadLimits
+from ..file.limits import ReadLimits
+from ..file.reader import BackupFile, FileSummary
 from ..options import MODES, RestoreOptions
-from ..reader import BackupFile, FileSummary
 from ..restore import validate
 from ..settings import Settings
 from .model import Job, new_job_id

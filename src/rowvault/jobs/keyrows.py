@@ -25,9 +25,9 @@ from .. import __version__
 from ..backuprows import RowEncoder
 from ..codec import Decoder
 from ..dialects import Dialect, Row, Target, sqlite_dump
-from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
+from ..file.format import FORMAT, FORMAT_VERSION, BackupWriter
+from ..file.reader import BackupFile, Layout
 from ..progress import utc_now
-from ..reader import BackupFile, Layout
 from ..schema import TableSpec
 
 KEY_BATCH = 20_000

@@ -7,8 +7,8 @@ the same progress record as every later stage.
 
 from __future__ import annotations
 
+from ..file.reader import BackupFile, FileSummary
 from ..progress import Progress, ProgressCallback, utc_now
-from ..reader import BackupFile, FileSummary
 
 
 def read_file(file: BackupFile, report: ProgressCallback) -> FileSummary:

@@ -23,12 +23,12 @@ import orjson
 from ..database import DatabaseLike, open_database
 from ..dberrors import translate
 from ..errors import BackupFileError, DatabaseError, DiskFull, RestoreAborted, RowvaultError, ValidationError
-from ..fileformat import FORMAT, FORMAT_VERSION, BackupWriter
+from ..file.format import FORMAT, FORMAT_VERSION, BackupWriter
+from ..file.limits import ReadLimits
+from ..file.reader import BackupFile, FileSummary
 from ..heap import frozen_heap
-from ..limits import ReadLimits
 from ..options import RestoreOptions
 from ..progress import Phase, Progress, ProgressCallback
-from ..reader import BackupFile, FileSummary
 from ..restore import Resume, restore
 from ..results import RestoreResult
 from . import backups

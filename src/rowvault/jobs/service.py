@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import RowvaultError
-from ..reader import FileSummary
+from ..file.reader import FileSummary
 from ..settings import Settings
 from .model import Job
 from .runner import STALE_AFTER_SECONDS, JobError, JobRunner, owner_gone

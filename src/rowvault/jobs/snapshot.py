@@ -31,11 +31,11 @@ import sqlalchemy as sa
 
 from ..backup import backup
 from ..dialects import Dialect, dialect_for
+from ..file.reader import BackupFile, FileSummary
+from ..load.ordering import Edge, plan_order
+from ..load.plan import RestorePlan, TablePlan
 from ..options import BackupOptions, RestoreOptions
-from ..ordering import Edge, plan_order
-from ..plan import RestorePlan, TablePlan
 from ..progress import Progress, ProgressCallback, null_progress
-from ..reader import BackupFile, FileSummary
 from ..restore import validate
 from ..schema import Schema, reflect
 from .keyrows import Keyed, KeyStage, Part, write_file

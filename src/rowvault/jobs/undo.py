@@ -32,9 +32,9 @@ import sqlalchemy as sa
 
 from ..codec import restore_decoder
 from ..dialects import Dialect, dialect_for
-from ..fileformat import open_stream, read_metadata_line
-from ..ordering import Edge, Order, plan_order
-from ..reader import BackupFile
+from ..file.format import open_stream, read_metadata_line
+from ..file.reader import BackupFile
+from ..load.ordering import Edge, Order, plan_order
 from ..schema import Schema, reflect
 from .keyrows import Keyed, KeyStage, compiled
 

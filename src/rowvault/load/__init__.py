@@ -1,3 +1,6 @@
-"""The write pass. `columnar` moves a table's records from the file to the database as
-columns (DuckDB reads the lines, the engine's bulk path writes them); a batch it cannot
-take exactly goes to the row path (`rowvault.loader`), which names every refused record."""
+"""The write pass of a restore: `plan` (the file fitted to the target, immutable during a
+run), `matching` and `ordering` (names, parents first, the foreign keys held back), then
+per table `columnar` (records moved as columns: DuckDB reads the lines, the engine's bulk
+path writes them) or, for what that cannot take exactly, `rows` (the row path: batches,
+bisection, every refused record named), with `batching`, `state` (what a run remembers
+across batches) and `pending` (the DDL owed after the data)."""

@@ -8,7 +8,7 @@ written), and written by the engine's bulk path (`dialects.arrow_*`) in one tran
 
 A batch the columnar path cannot take exactly - a line not in rowvault's own spelling, a
 value in a form the row codec would convert, a parent that failed, or a database that
-refuses the batch - goes whole to the row path (`rowvault.loader.TableLoader`), which
+refuses the batch - goes whole to the row path (`rowvault.load.rows.TableLoader`), which
 writes it with bisection and names every refused record; so record errors, skipped
 children and the rejects file are the row path's, unchanged. Batches are settled in order
 through the row path's `settle`, so counts, progress and checkpoints are the same too.
@@ -29,11 +29,11 @@ from ..dberrors import raised_by_driver
 from ..dialects import Outcome
 from ..dialects.arrow_base import ArrowWriter, BatchRefused
 from ..errors import RestoreAborted
-from ..fileformat import Section
-from ..loader import LoadContext, TableLoader, _Batch
-from ..plan import TablePlan
+from ..file.format import Section
 from ..results import TableResult
 from .columns import ColumnarCodec, build
+from .plan import TablePlan
+from .rows import LoadContext, TableLoader, _Batch
 
 log = logging.getLogger("rowvault.restore")
 BATCH_BYTES = 4 << 20

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from ..codec import ColumnType, decimal_places
-from ..plan import TablePlan
+from .plan import TablePlan
 
 _D = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _T = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"

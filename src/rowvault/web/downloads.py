@@ -27,7 +27,7 @@ from ..backup import backup, check_options
 from ..handoff import Handoff
 from ..jobs.intake import flag
 from ..jobs.service import Service
-from ..matching import normalize
+from ..load.matching import normalize
 from ..options import BackupOptions
 from . import backups as backup_jobs
 from .answers import DownloadLink, file_content

@@ -15,9 +15,9 @@ from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from ..fileformat import open_stream
-from ..jsonlayout import find_key
-from ..limits import ReadLimits
+from ..file.format import open_stream
+from ..file.jsonlayout import find_key
+from ..file.limits import ReadLimits
 
 MAX_FIELD_BYTES = 64 << 10
 SPOOL_BYTES = 1 << 20

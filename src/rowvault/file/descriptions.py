@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .typenames import MAX_PARAMETER, TypeNameError, vetted_type
+from ..typenames import MAX_PARAMETER, TypeNameError, vetted_type
 
 MAX_NAME = 128
 """Longer names are not identifiers any engine keeps as given (PostgreSQL stops at 63)."""

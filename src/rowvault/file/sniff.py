@@ -7,7 +7,7 @@ complaint about an invalid character."""
 
 from __future__ import annotations
 
-from .errors import BackupFileError
+from ..errors import BackupFileError
 
 UTF8_BOM = b"\xef\xbb\xbf"
 _KINDS: tuple[tuple[int, bytes, str], ...] = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import OptionError
+from ..errors import OptionError
 
 MAX_LINE_BYTES = 64 << 20
 """The longest line (one record, or the metadata) rowvault reads: 64 MiB. A JSON record of

@@ -33,7 +33,7 @@ from typing import IO, Any, BinaryIO
 import orjson
 from isal import isal_zlib
 
-from .errors import BackupFileError
+from ..errors import BackupFileError
 from .limits import MAX_LINE_BYTES, RATIO_AFTER_BYTES, ReadLimits, describe_size
 from .linelayout import ZLIB_ERRORS, line_reader, split_region, table_name
 from .sniff import looks_like_json, not_a_backup

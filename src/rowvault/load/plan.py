@@ -10,16 +10,16 @@ from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
-from .codec import ColumnType, Decoder, restore_decoder
-from .descriptions import description_problems
-from .dialects import Target
-from .fileformat import REJECT_REASON_KEY
+from ..codec import ColumnType, Decoder, restore_decoder
+from ..dialects import Target
+from ..file.descriptions import description_problems
+from ..file.format import REJECT_REASON_KEY
+from ..file.reader import FileSummary
+from ..options import RestoreOptions
+from ..schema import ColumnSpec, ForeignKeySpec, Schema, TableSpec
 from .matching import match_names, normalize
-from .options import RestoreOptions
 from .ordering import Edge, plan_order
 from .pending import PENDING_TABLE
-from .reader import FileSummary
-from .schema import ColumnSpec, ForeignKeySpec, Schema, TableSpec
 
 # Target kinds that cannot hold values of these source kinds.
 _INCOMPATIBLE: dict[str, frozenset[str]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dialects import Dialect
+from ..dialects import Dialect
 
 INITIAL_BATCH = 1000
 MIN_BATCH = 50

@@ -30,9 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateTable, DropTable
 
-from .descriptions import description_problems
-from .dialects import Dialect
-from .schema import Schema, TableSpec
+from ..dialects import Dialect
+from ..file.descriptions import description_problems
+from ..schema import Schema, TableSpec
 
 log = logging.getLogger("rowvault.restore")
 

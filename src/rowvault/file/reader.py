@@ -18,8 +18,9 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from .errors import BackupFileError
-from .fileformat import (
+from ..errors import BackupFileError
+from ..schema import TableSpec
+from .format import (
     FORMAT_VERSION,
     METADATA_PREFIX,
     READ_ERRORS,
@@ -35,7 +36,6 @@ from .fileformat import (
 from .jsonlayout import JsonLayout, first_member_ends
 from .limits import ReadLimits
 from .linelayout import LineTooLong, check_region, line_reader, split_region, table_name
-from .schema import TableSpec
 from .sniff import UTF8_BOM, looks_like_json, not_a_backup
 
 Layout = Literal["lines", "json"]

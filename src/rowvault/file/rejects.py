@@ -13,8 +13,8 @@ from typing import IO, Any
 
 import orjson
 
-from .fileformat import FORMAT, FORMAT_VERSION, REJECT_REASON_KEY, BackupWriter
-from .progress import utc_now
+from ..progress import utc_now
+from .format import FORMAT, FORMAT_VERSION, REJECT_REASON_KEY, BackupWriter
 
 RAW_KEY = "_rowvault_raw"
 """Holds the text of a record that was not valid JSON."""

@@ -18,8 +18,8 @@ from typing import IO, Any
 import ijson
 from ijson.common import ObjectBuilder
 
-from .errors import BackupFileError
-from .fileformat import Section, read_failure
+from ..errors import BackupFileError
+from .format import Section, read_failure
 from .limits import MAX_LINE_BYTES, describe_size
 from .linelayout import ZLIB_ERRORS
 

@@ -17,8 +17,8 @@ from typing import IO, cast
 import orjson
 from isal import isal_zlib
 
-from .errors import BackupFileError
-from .handoff import Handoff
+from ..errors import BackupFileError
+from ..handoff import Handoff
 from .limits import MAX_LINE_BYTES, describe_size
 
 BLOCK = 1 << 20

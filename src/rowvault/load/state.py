@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from itertools import repeat
 from typing import IO, Any
 
-from .dialects import Row
+from ..dialects import Row
 
 
 class Failures:

@@ -25,18 +25,18 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..dberrors import raised_by_driver, translate
+from ..dialects import Dialect, Outcome, Row, Target
+from ..errors import RestoreAborted
+from ..file.format import Section
+from ..file.recordtext import LONG_DIGITS, as_written, duplicate_keys, exact_integers
+from ..file.rejects import Rejects
+from ..progress import Progress, ProgressCallback
+from ..results import RestoreResult, TableResult
+from ..retry import GaveUp, Retries, transient
 from .batching import MAX_BATCH, BatchSizer, Transactions
-from .dberrors import raised_by_driver, translate
-from .dialects import Dialect, Outcome, Row, Target
-from .errors import RestoreAborted
-from .fileformat import Section
-from .loadstate import Copies, DeferredWrites, Failures, frozen
 from .plan import TablePlan
-from .progress import Progress, ProgressCallback
-from .recordtext import LONG_DIGITS, as_written, duplicate_keys, exact_integers
-from .rejects import Rejects
-from .results import RestoreResult, TableResult
-from .retry import GaveUp, Retries, transient
+from .state import Copies, DeferredWrites, Failures, frozen
 
 log = logging.getLogger("rowvault.restore")
 BATCH_LOG_SECONDS = 1.0
