@@ -512,9 +512,10 @@ class _Run:
                 self._step(ctx, done)
                 if fk.ref_table in tables:
                     orphans: list[Any] = []
-                    self._once(ctx, partial(self._add_foreign_key, tp, tables, fk, orphans))
+                    kept = _keeps_orphans(tp, fk, tables[tp.name])
+                    self._once(ctx, partial(self._add_foreign_key, tp, tables, fk, orphans, kept))
                     if orphans:  # reported once the constraint is in: a retry finds them again
-                        self._reject_orphans(ctx, tp, tables[tp.name], fk, orphans)
+                        self._reject_orphans(ctx, tp, tables[tp.name], fk, orphans, kept=kept)
         self._settle_owed(ctx, [tp.name for tp in created])
 
     def _settle_owed(self, ctx: LoadContext, done: list[str]) -> None:
@@ -541,9 +542,11 @@ class _Run:
             log.info("[restore] already there: %s", str(exc).splitlines()[0])
 
     def _add_foreign_key(
-        self, tp: TablePlan, tables: dict[str, sa.Table], fk: Any, orphans: list[Any], conn: Any
+        self, tp: TablePlan, tables: dict[str, sa.Table], fk: Any, orphans: list[Any], kept: bool, conn: Any
     ) -> None:
-        """Drop the rows whose parent does not exist (into `orphans`), add the constraint."""
+        """Find the rows whose parent does not exist (into `orphans`), empty their key (`kept`)
+        or delete them, add the constraint. Deleting rows of a table that refers to itself
+        makes their children orphans in turn: those go too, until none is left."""
         if self.dialect.name != "sqlite":
             constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
             tables[tp.name].append_constraint(constraint)  # (a second one, below, if not sound)
@@ -556,12 +559,19 @@ class _Run:
         )
         orphan = sa.and_(*(child.c[c].is_not(None) for c in fk.columns), ~sa.exists().where(refers))
         dialect = self.engine.dialect
-        rows = self.dialect.execute(
-            conn, str(sa.select(child).where(orphan).compile(dialect=dialect))
-        ).fetchall()
-        orphans[:] = rows
-        if rows:
+        find = str(sa.select(child).where(orphan).compile(dialect=dialect))
+        orphans.clear()
+        if self.dialect.name == "sqlite":  # its constraint is there: checked at commit, once
+            self.dialect.execute(conn, "PRAGMA defer_foreign_keys = ON")  # the chain is gone
+        while rows := self.dialect.execute(conn, find).fetchall():
+            orphans.extend(rows)
+            if kept:
+                emptied = sa.update(child).where(orphan).values({c: sa.null() for c in fk.columns})
+                self.dialect.execute(conn, str(emptied.compile(dialect=dialect)))
+                break
             self.dialect.execute(conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
+            if fk.ref_table != tp.name:
+                break
         if self.dialect.name == "sqlite":
             return  # SQLite's foreign keys were declared with the table
         constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
@@ -569,7 +579,7 @@ class _Run:
         self.dialect.add_checked_foreign_key(conn, str(AddConstraint(constraint).compile(dialect=dialect)))
 
     def _reject_orphans(
-        self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any]
+        self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any], *, kept: bool
     ) -> None:
         names = [str(c.name) for c in child.columns]
         columns = [tp.spec.column(n) for n in names]
@@ -584,10 +594,13 @@ class _Run:
             rid = format_key([row[i] for i in key_idx]) if key_idx else "?"
             reason = f"parent {parent_source}:{format_key(fk_values)} does not exist"
             message = f"{tp.source}:{rid} - {reason}"
+            if kept:  # as a held-back key the database refuses is reported (`apply_deferred`)
+                message += f"; the row was kept with {', '.join(fk.columns)} empty"
             self.result.add_error(table_result, message)
             self.state.add_error(message)
             ctx.rejects.add(tp.source, record, reason)
-            table_result.created -= 1
+            if not kept:
+                table_result.created -= 1
 
     def _real_tables(self, names: list[str]) -> dict[str, sa.Table]:
         metadata = sa.MetaData()
@@ -595,6 +608,14 @@ class _Run:
             existing = set(sa.inspect(conn).get_table_names())
             metadata.reflect(bind=conn, only=[n for n in names if n in existing])
         return dict(metadata.tables)
+
+
+def _keeps_orphans(tp: TablePlan, fk: Any, child: sa.Table) -> bool:
+    """An orphan of a key held back for a cycle (or of a table's reference to itself) keeps
+    its row with the key empty, as the key's held-back write does where the constraint is
+    already there (SQLite, an existing table); where a column cannot be empty, it goes."""
+    held = fk.ref_table == tp.name or any(set(d.columns) == set(fk.columns) for d in tp.deferrals)
+    return held and all(child.c[c].nullable for c in fk.columns)
 
 
 def in_plan_order(sections: Iterator[Section], order: list[str]) -> Iterator[Section]:

@@ -367,6 +367,11 @@ class Dialect:
     def run_updates(self, conn: Any, sql: str, params: list[Row]) -> None:
         conn.cursor().executemany(sql, params)
 
+    def fill_held(self, conn: Any, target: Target, columns: Sequence[str], params: list[Row]) -> None:
+        """Write the foreign-key values held back for cycles: each of `params` is a row's
+        values of `columns`, then its key."""
+        self.run_updates(conn, self.update_sql(target, columns), params)
+
     def clear_columns(self, conn: Any, table: sa.Table, columns: Sequence[str]) -> None:
         sets = ", ".join(f"{self.quote(c)} = NULL" for c in columns)
         self.execute(conn, f"UPDATE {self.qualified(table)} SET {sets}")

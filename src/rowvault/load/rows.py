@@ -566,11 +566,10 @@ def apply_deferred(plan: TablePlan, ctx: LoadContext, result: TableResult, batch
     columns = [plan.target.columns[p] for d in plan.deferrals for p in d.positions]
     if not columns or ctx.simulate:
         return
-    sql = ctx.dialect.update_sql(plan.target, columns)
     entries = ctx.deferred.entries(plan.source)
 
     def attempt(part: list[Row], fresh: bool) -> Outcome:
-        ctx.dialect.run_updates(ctx.conn, sql, part)
+        ctx.dialect.fill_held(ctx.conn, plan.target, columns, part)
         return Outcome()
 
     while chunk := list(islice(entries, batch)):
