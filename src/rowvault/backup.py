@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from . import __version__
 from .backuprows import RowEncoder
 from .database import DatabaseLike, opened
-from .dialects import Dialect, dialect_for, sqlite_dump
+from .dialects import Dialect, dialect_for, mysql_dump, postgresql_dump, sqlite_dump
 from .errors import BackupAborted, DiskFull, OptionError
 from .file.format import FORMAT, FORMAT_VERSION, BackupWriter
 from .file.writer import LineWriter
@@ -312,8 +312,12 @@ def _write(
 
 
 def _batches(dialect: Dialect, conn: Any, spec: TableSpec, sql: str, row_path: bool) -> Iterator[list[bytes]]:
-    """A table's records as JSON lines: built by SQLite itself (`dialects.sqlite_dump`), or
+    """A table's records as JSON lines: built by the database itself (`dialects.*_dump`), or
     encoded in Python from the driver's values (`backuprows`, the row path)."""
     if dialect.name == "sqlite" and not row_path:
         return sqlite_dump.lines(conn, spec, sql, dialect.quote)
+    if dialect.name == "postgresql" and not row_path:
+        return postgresql_dump.lines(dialect, conn, spec, sql)
+    if dialect.name == "mysql" and not row_path:
+        return mysql_dump.lines(dialect, conn, spec, sql)
     return RowEncoder(spec, dialect.name).batches(dialect.stream(conn, sql, FETCH_ROWS))
