@@ -517,3 +517,21 @@ def test_limited_tables_and_left_out_demo_rows_back_up_to_the_same_bytes(
 
 def _records(data: bytes) -> list[bytes]:
     return [line.removesuffix(b",") for line in data.splitlines()]
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_column_names_with_percent_signs_and_quotes_back_up_to_the_same_bytes(
+    make_db: Any, tmp_path: Path, engine: str
+) -> None:
+    """The line's SELECT goes to the server without parameters: no `%` of a name is doubled."""
+    db = make_db(engine)
+    q = '"' if engine == "postgresql" else "`"
+    names = ["what%", "50%%", "a'b", 'say "x"', "%s"]
+    cols = ", ".join(f"{q}{n.replace(q, q + q)}{q} TEXT" for n in names)
+    engine_ = sa.create_engine(db)
+    with _disposing(engine_), engine_.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {q}t%{q} (id INTEGER PRIMARY KEY, {cols})".replace("%", "%%"))
+        marks = ", ".join(["%s"] * (len(names) + 1))
+        conn.exec_driver_sql(f"INSERT INTO {q}t%%{q} VALUES ({marks})", (1, "a", "b%", "'", '"', "%s"))
+    data = assert_same_file(db, tmp_path)
+    assert b'"what%":"a"' in data and b'"50%%":"b%"' in data

@@ -209,7 +209,7 @@ def lines(dialect: Any, conn: Any, spec: TableSpec, select_sql: str) -> Iterator
             spec,
             fields,
             plain,
-            quote=dialect.quote,
+            quote=lambda name: dialect.plain(dialect.quote(name)),  # sent without parameters
             literal=conn.escape,
             packet=getattr(dialect, "_packet", 0),
         )

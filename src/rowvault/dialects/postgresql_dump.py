@@ -174,7 +174,8 @@ def lines(dialect: Any, conn: Any, spec: TableSpec, select_sql: str) -> Iterator
     rows = RowEncoder(spec, "postgresql")
     plain = dialect.plain(select_sql)
     oids = [d.type_code for d in conn.execute(f"SELECT * FROM ({plain}) AS rv_rows LIMIT 0").description]
-    sql = line_sql(spec, oids, plain, dialect.quote) if spec.columns and _settings_hold(conn) else None
+    quote = lambda name: dialect.plain(dialect.quote(name))  # noqa: E731 - sent without parameters
+    sql = line_sql(spec, oids, plain, quote) if spec.columns and _settings_hold(conn) else None
     if sql is None:
         yield from rows.batches(dialect.stream(conn, select_sql, FETCH_ROWS))
         return
