@@ -53,7 +53,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from peerkit import Child, ServerDatabases, count_rows, libpq_url, machine, run_child  # noqa: E402
+from peerkit import (  # noqa: E402
+    Child,
+    ServerDatabases,
+    compile_rowvault,
+    count_rows,
+    libpq_url,
+    machine,
+    run_child,
+)
 from restore import OUT, prepare  # noqa: E402
 from rowvault.demo import ORDER  # noqa: E402
 
@@ -501,6 +509,7 @@ def main() -> None:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
     work = args.keep or OUT / f"peers-{os.getpid()}-{int(time.time())}"
     work.mkdir(parents=True, exist_ok=True)
+    compile_rowvault()
     databases = ServerDatabases()
     try:
         figures = (rss_scale if args.rss_scale else peers)(args, kinds, work, databases)

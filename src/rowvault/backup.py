@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from . import __version__
 from .backuprows import RowEncoder
 from .database import DatabaseLike, opened
-from .dialects import Dialect, dialect_for, mysql_dump, postgresql_dump, sqlite_dump
+from .dialects import Dialect, dialect_for, sqlite_dump
 from .errors import BackupAborted, DiskFull, OptionError
 from .file.format import FORMAT, FORMAT_VERSION, BackupWriter
 from .file.writer import LineWriter
@@ -317,7 +317,11 @@ def _batches(dialect: Dialect, conn: Any, spec: TableSpec, sql: str, row_path: b
     if dialect.name == "sqlite" and not row_path:
         return sqlite_dump.lines(conn, spec, sql, dialect.quote)
     if dialect.name == "postgresql" and not row_path:
+        from .dialects import postgresql_dump  # psycopg: imported only where it is used
+
         return postgresql_dump.lines(dialect, conn, spec, sql)
     if dialect.name == "mysql" and not row_path:
+        from .dialects import mysql_dump
+
         return mysql_dump.lines(dialect, conn, spec, sql)
     return RowEncoder(spec, dialect.name).batches(dialect.stream(conn, sql, FETCH_ROWS))

@@ -43,11 +43,14 @@ DUCKDB_MEMORY = "256MB"
 
 
 class Lines(Sequence[bytes]):
-    """A batch's record lines, split only if someone asks for one (the row path, an id)."""
+    """A batch's record lines as the file's pieces of text (`,\\n`-separated), joined only
+    when read (on the reader's thread) and split only if someone asks for one line (the
+    row path, an id)."""
 
-    def __init__(self, text: bytes, total: int) -> None:
-        self.text = text
+    def __init__(self, pieces: list[bytes], total: int) -> None:
+        self.pieces = pieces
         self.total = total
+        self._text: bytes | None = None
         self._split: list[bytes] | None = None
 
     def __len__(self) -> int:
@@ -59,12 +62,26 @@ class Lines(Sequence[bytes]):
     def __getitem__(self, i: slice) -> list[bytes]: ...
     def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
         if self._split is None and isinstance(i, int) and i in (-1, self.total - 1):
-            return self.text[self.text.rfind(b"\n") + 1 :]  # the last one, for the progress id
+            return self.last()
         return self.split()[i]
 
+    @property
+    def text(self) -> bytes:
+        """The lines, each but the last ending in `,\\n`, the last in nothing."""
+        if self._text is None:
+            text = b"".join(self.pieces)
+            self._text = text[:-2] if text.endswith(b",\n") else text[:-1]
+            self.pieces = []
+        return self._text
+
+    def last(self) -> bytes:
+        text = self.text
+        return text[text.rfind(b"\n") + 1 :]
+
     def split(self) -> list[bytes]:
+        """Every line, cut at each newline (a line without its comma is one too)."""
         if self._split is None:
-            self._split = self.text.split(b"\n")
+            self._split = self.text.replace(b",\n", b"\n").split(b"\n")
         return self._split
 
 
@@ -114,8 +131,7 @@ def _after_lines(data: bytes, start: int, n: int) -> int:
 
 
 def _batch(pieces: list[bytes], count: int) -> Lines:
-    text = b"".join(pieces).replace(b",\n", b"\n")
-    return Lines(text[:-1], count)
+    return Lines(pieces, count)
 
 
 class DuckReader:
@@ -141,7 +157,7 @@ class DuckReader:
 
         try:
             text = pa.array([lines.text], pa.binary()).cast(pa.string())
-            column = pc.split_pattern(text, "\n").flatten()
+            column = pc.split_pattern(text, ",\n").flatten()
             if len(column) != lines.total:
                 return None
             con = self._session()
@@ -333,7 +349,7 @@ class ColumnarLoader(TableLoader):
         return any(failures.get(check.parent, check.columns) for check in self.plan.parent_checks)
 
     def _last_record(self, lines: Lines) -> Any:
-        last = lines.text[lines.text.rfind(b"\n") + 1 :]
+        last = lines.last()
         try:
             return orjson.loads(last)
         except orjson.JSONDecodeError:
