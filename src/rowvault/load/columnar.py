@@ -17,7 +17,9 @@ through the row path's `settle`, so counts, progress and checkpoints are the sam
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
@@ -40,6 +42,8 @@ BATCH_BYTES = 4 << 20
 """Record text per columnar batch: large enough that DuckDB and the bulk path run at full
 speed, small enough that progress moves several times a second."""
 DUCKDB_MEMORY = "256MB"
+READ_AHEAD = 2
+"""Batches being read by DuckDB while the one before them is written."""
 
 
 class Lines(Sequence[bytes]):
@@ -135,18 +139,35 @@ def _batch(pieces: list[bytes], count: int) -> Lines:
 
 
 class DuckReader:
-    """Record lines → converted Arrow columns, with the codec's checks; one DuckDB session
-    per restore, used from one thread at a time."""
+    """Record lines → converted Arrow columns, with the codec's checks: one DuckDB database
+    per restore, read by `READ_AHEAD` threads at once, each with a cursor of its own (a batch
+    is a single DuckDB morsel, so one query keeps one core busy)."""
 
     def __init__(self) -> None:
         self._con: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._cursors: list[Any] = []
+        self._lock = threading.Lock()
 
-    def _session(self) -> Any:
-        if self._con is None:
-            import duckdb
+    def submit(self, codec: ColumnarCodec, lines: Lines) -> Future[Any]:
+        """`read` on one of the reader's threads."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="rowvault-columns")
+        return self._pool.submit(self.read, codec, lines)
 
-            self._con = duckdb.connect(config={"threads": 2, "memory_limit": DUCKDB_MEMORY})
-        return self._con
+    def _cursor(self) -> Any:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._lock:
+                if self._con is None:
+                    import duckdb
+
+                    self._con = duckdb.connect(config={"threads": 2, "memory_limit": DUCKDB_MEMORY})
+                cursor = self._con.cursor()
+                self._cursors.append(cursor)
+            self._local.cursor = cursor
+        return cursor
 
     def read(self, codec: ColumnarCodec, lines: Lines) -> Any:
         """The batch as an Arrow table of the target's columns, or None when any line or
@@ -160,7 +181,7 @@ class DuckReader:
             column = pc.split_pattern(text, ",\n").flatten()
             if len(column) != lines.total:
                 return None
-            con = self._session()
+            con = self._cursor()
             con.register("lines", pa.table({"line": column}))
             try:
                 table = con.sql(codec.query).to_arrow_table()
@@ -177,6 +198,13 @@ class DuckReader:
         return table.rename_columns(list(codec.names))
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for cursor in self._cursors:
+            with suppress(Exception):
+                cursor.close()
+        self._cursors.clear()
         if self._con is not None:
             with suppress(Exception):
                 self._con.close()
@@ -274,26 +302,22 @@ class ColumnarLoader(TableLoader):
         ctx = self.ctx
         fixed = ctx.sizer.fixed
         self.writer.start(ctx)
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rowvault-columns")
-        pending: tuple[Lines, int, Future[Any]] | None = None
+        pending: deque[tuple[Lines, int, Future[Any]]] = deque()
         base = skip
         try:
             for lines in batches(regions, skip=skip, max_records=fixed):
                 if ctx.should_stop():
                     raise RestoreAborted("cancelled", cancelled=True)
-                read = pool.submit(self.reader.read, self.codec, lines)
-                if pending is not None:
-                    self._write(section, *pending)
-                pending = (lines, base, read)
+                pending.append((lines, base, self.reader.submit(self.codec, lines)))
                 base += len(lines)
-            if pending is not None:
-                done, pending = pending, None
-                self._write(section, *done)
+                if len(pending) > READ_AHEAD:  # written while the next ones are read
+                    self._write(section, *pending.popleft())
+            while pending:
+                self._write(section, *pending.popleft())
         finally:
-            if pending is not None:
+            for _, _, read in pending:
                 with suppress(BaseException):
-                    pending[2].result()
-            pool.shutdown(wait=True)
+                    read.result()
             self.writer.close()  # before the table's clean-up, which needs the connection back
 
     def _write(self, section: Section, lines: Lines, base: int, read: Future[Any]) -> None:
