@@ -244,7 +244,7 @@ def _ddl(truth: Truth, argument: str) -> None:
         def run(self: Any, ctx: Any, work: Any) -> None:
             original(self, ctx, work)
             func = getattr(work, "func", None)
-            if getattr(func, "__name__", "") == "_add_foreign_key":
+            if getattr(func, "__name__", "") == "add_foreign_key":
                 if indexes[0]:
                     table = next((a.name for a in work.args if isinstance(a, TablePlan)), "?")
                     truth.kill(f"after the data: {indexes[0]} index(es) and a foreign key of {table} in")

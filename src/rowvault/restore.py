@@ -30,12 +30,11 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .database import DatabaseLike, opened
 from .dberrors import raised_by_driver, translate
 from .dialects import Dialect, dialect_for
-from .encoding import backup_encoder, json_default
 from .errors import RestoreAborted, ValidationError
 from .file.format import Section, Source
 from .file.reader import BackupFile, FileSummary
@@ -43,14 +42,15 @@ from .file.rejects import Rejects, default_rejects_path
 from .load import pending
 from .load.batching import BatchSizer, Transactions
 from .load.columnar import DuckReader, columnar_loader
+from .load.orphans import add_foreign_key, keeps_orphans, orphan_reports
 from .load.pending import PendingDDL
 from .load.plan import RestorePlan, TablePlan, build_plan
-from .load.rows import LoadContext, TableLoader, apply_deferred, format_key
+from .load.rows import LoadContext, TableLoader, apply_deferred
 from .options import RestoreOptions
 from .progress import Progress, ProgressCallback, null_progress
 from .results import RestoreResult, TableResult
 from .retry import Retries, Retrying
-from .schema import Schema, build_table, foreign_key, index, link_foreign_keys, reflect
+from .schema import Schema, build_table, index, link_foreign_keys, reflect
 
 log = logging.getLogger("rowvault.restore")
 
@@ -512,8 +512,9 @@ class _Run:
                 self._step(ctx, done)
                 if fk.ref_table in tables:
                     orphans: list[Any] = []
-                    kept = _keeps_orphans(tp, fk, tables[tp.name])
-                    self._once(ctx, partial(self._add_foreign_key, tp, tables, fk, orphans, kept))
+                    kept = keeps_orphans(tp, fk, tables[tp.name])
+                    add = partial(add_foreign_key, self.dialect, tp, tables, fk, orphans, kept)
+                    self._once(ctx, add)
                     if orphans:  # reported once the constraint is in: a retry finds them again
                         self._reject_orphans(ctx, tp, tables[tp.name], fk, orphans, kept=kept)
         self._settle_owed(ctx, [tp.name for tp in created])
@@ -541,64 +542,18 @@ class _Run:
                 raise
             log.info("[restore] already there: %s", str(exc).splitlines()[0])
 
-    def _add_foreign_key(
-        self, tp: TablePlan, tables: dict[str, sa.Table], fk: Any, orphans: list[Any], kept: bool, conn: Any
-    ) -> None:
-        """Find the rows whose parent does not exist (into `orphans`), empty their key (`kept`)
-        or delete them, add the constraint. Deleting rows of a table that refers to itself
-        makes their children orphans in turn: those go too, until none is left."""
-        if self.dialect.name != "sqlite":
-            constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
-            tables[tp.name].append_constraint(constraint)  # (a second one, below, if not sound)
-            sql = str(AddConstraint(constraint).compile(dialect=self.engine.dialect))
-            if self.dialect.add_foreign_key_if_sound(conn, sql):
-                return
-        child, parent = tables[tp.name], tables[fk.ref_table].alias("parent")
-        refers = sa.and_(
-            *(parent.c[r] == child.c[c] for c, r in zip(fk.columns, fk.ref_columns, strict=True))
-        )
-        orphan = sa.and_(*(child.c[c].is_not(None) for c in fk.columns), ~sa.exists().where(refers))
-        dialect = self.engine.dialect
-        find = str(sa.select(child).where(orphan).compile(dialect=dialect))
-        orphans.clear()
-        if self.dialect.name == "sqlite":  # its constraint is there: checked at commit, once
-            self.dialect.execute(conn, "PRAGMA defer_foreign_keys = ON")  # the chain is gone
-        while rows := self.dialect.execute(conn, find).fetchall():
-            orphans.extend(rows)
-            if kept:
-                emptied = sa.update(child).where(orphan).values({c: sa.null() for c in fk.columns})
-                self.dialect.execute(conn, str(emptied.compile(dialect=dialect)))
-                break
-            self.dialect.execute(conn, str(sa.delete(child).where(orphan).compile(dialect=dialect)))
-            if fk.ref_table != tp.name:
-                break
-        if self.dialect.name == "sqlite":
-            return  # SQLite's foreign keys were declared with the table
-        constraint = foreign_key(tp.name, fk, tables[fk.ref_table])
-        child.append_constraint(constraint)
-        self.dialect.add_checked_foreign_key(conn, str(AddConstraint(constraint).compile(dialect=dialect)))
-
     def _reject_orphans(
         self, ctx: LoadContext, tp: TablePlan, child: sa.Table, fk: Any, rows: list[Any], *, kept: bool
     ) -> None:
-        names = [str(c.name) for c in child.columns]
-        columns = [tp.spec.column(n) for n in names]
-        encoders = [backup_encoder(c.type, self.dialect.name) if c else None for c in columns]
-        key_idx = [names.index(k) for k in tp.target.key] if tp.target.key else []
         parent_source = next((p.source for p in self.plan.tables if p.name == fk.ref_table), fk.ref_table)
         table_result = self.result.tables[tp.source]
-        for row in rows:
-            values = [enc(v) if enc and v is not None else v for enc, v in zip(encoders, row, strict=True)]
-            record = orjson.loads(orjson.dumps(dict(zip(names, values, strict=True)), default=json_default))
-            fk_values = [record[c] for c in fk.columns]
-            rid = format_key([row[i] for i in key_idx]) if key_idx else "?"
-            reason = f"parent {parent_source}:{format_key(fk_values)} does not exist"
-            message = f"{tp.source}:{rid} - {reason}"
-            if kept:  # as a held-back key the database refuses is reported (`apply_deferred`)
-                message += f"; the row was kept with {', '.join(fk.columns)} empty"
-            self.result.add_error(table_result, message)
-            self.state.add_error(message)
-            ctx.rejects.add(tp.source, record, reason)
+        reports = orphan_reports(
+            self.dialect.name, tp, child, fk, rows, parent_source=parent_source, kept=kept
+        )
+        for report in reports:
+            self.result.add_error(table_result, report.message)
+            self.state.add_error(report.message)
+            ctx.rejects.add(tp.source, report.record, report.reason)
             if not kept:
                 table_result.created -= 1
 
@@ -608,14 +563,6 @@ class _Run:
             existing = set(sa.inspect(conn).get_table_names())
             metadata.reflect(bind=conn, only=[n for n in names if n in existing])
         return dict(metadata.tables)
-
-
-def _keeps_orphans(tp: TablePlan, fk: Any, child: sa.Table) -> bool:
-    """An orphan of a key held back for a cycle (or of a table's reference to itself) keeps
-    its row with the key empty, as the key's held-back write does where the constraint is
-    already there (SQLite, an existing table); where a column cannot be empty, it goes."""
-    held = fk.ref_table == tp.name or any(set(d.columns) == set(fk.columns) for d in tp.deferrals)
-    return held and all(child.c[c].nullable for c in fk.columns)
 
 
 def in_plan_order(sections: Iterator[Section], order: list[str]) -> Iterator[Section]:
