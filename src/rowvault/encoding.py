@@ -147,7 +147,8 @@ def _text_mark(text: str | bytes) -> dict[str, str]:
 def stored_json(text: str | bytes) -> Any:
     """A JSON column's stored text as the backup carries it: the document, or the text itself
     (`$stored`) when reading it as JSON would change it - it is not JSON, or its numbers do not
-    fit a double (`12345678901234567890123`, `1e400`), or it looks like a mark."""
+    fit a double (`12345678901234567890123`, `1e400`), or it looks like a mark - or when the
+    document could not be written in a record (nested past orjson's depth)."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -157,7 +158,28 @@ def stored_json(text: str | bytes) -> Any:
     shape = (text.encode() if isinstance(text, str) else text).translate(_NUMBERS)  # _long_numbers
     if (b"0000000000000000" in shape or b"e-000" in shape) and _rounds_numbers(text):
         return _text_mark(text)
+    if _too_deep(text, value):
+        return _text_mark(text)
     return value
+
+
+MAX_DEPTH = 253
+"""The deepest document orjson writes inside a record (measured: 254 levels fail)."""
+
+
+def _too_deep(text: str | bytes, value: Any) -> bool:
+    """Whether the document nests deeper than a record can hold: only a text with that many
+    brackets can, and only then is it written to find out."""
+    if len(text) <= 2 * MAX_DEPTH:
+        return False
+    raw = text.encode() if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    try:
+        orjson.dumps([value])
+    except orjson.JSONEncodeError:
+        return True
+    return False
 
 
 def _stored_json(value: Any) -> Any:
@@ -172,7 +194,7 @@ def _short_json(value: Any) -> Any:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
         return {STORED_MARK: value}
-    if type(doc) is dict and len(doc) == 1 and _mark(doc) is not None:
+    if (type(doc) is dict and len(doc) == 1 and _mark(doc) is not None) or _too_deep(value, doc):
         return {STORED_MARK: value}
     return doc
 
