@@ -162,8 +162,12 @@ def test_the_demo_data_restores_the_same_by_either_path_empty_and_again(
     assert sum(t.created for t in first.tables.values()) == first.total
     columnar = [r.getMessage() for r in caplog.records if "batches as columns" in r.getMessage()]
     assert any(" 0 batches as columns" not in m for m in columnar), columnar  # the path was taken
-    again, _ = both_ways(urls.__getitem__, demo_backup, tmp_path)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rowvault.restore"):
+        again, _ = both_ways(urls.__getitem__, demo_backup, tmp_path)
     assert sum(t.unchanged for t in again.tables.values()) == again.total
+    merged = [r.getMessage() for r in caplog.records if "batches as columns" in r.getMessage()]
+    assert any(" 0 batches as columns" not in m for m in merged), merged  # populated: a stage + merge
     skipped, _ = both_ways(urls.__getitem__, demo_backup, tmp_path, mode="skip")
     assert sum(t.unchanged for t in skipped.tables.values()) == skipped.total
 

@@ -63,9 +63,12 @@ RENUMBERS_ZERO = (
 """Why a batch with a 0 in the counter column beside a blob column is not loaded."""
 
 
-def load_statement(quote: Callable[[str], str], path: str, target: Target, escaped: str) -> str:
-    """LOAD DATA LOCAL of the spool file (`path`, a quoted literal) into the target's columns,
-    blobs as hex through UNHEX(); fields escaped by `escaped` (a literal: X'5C', or '')."""
+def load_statement(
+    quote: Callable[[str], str], path: str, target: Target, escaped: str, into: str | None = None
+) -> str:
+    """LOAD DATA LOCAL of the spool file (`path`, a quoted literal) into the target's columns
+    (of table `into`, quoted, if given: a stage of the same columns), blobs as hex through
+    UNHEX(); fields escaped by `escaped` (a literal: X'5C', or '')."""
     names, sets = [], []
     for i, (column, kind) in enumerate(zip(target.columns, target.kinds, strict=True)):
         if kind == "bytes":
@@ -76,7 +79,7 @@ def load_statement(quote: Callable[[str], str], path: str, target: Target, escap
     # Escaped like the names (`%` doubled): it is run as a statement without parameters.
     # Hex literals: the same whatever NO_BACKSLASH_ESCAPES says.
     sql = (
-        f"LOAD DATA LOCAL INFILE {path.replace('%', '%%')} INTO TABLE {quote(target.name)} "
+        f"LOAD DATA LOCAL INFILE {path.replace('%', '%%')} INTO TABLE {into or quote(target.name)} "
         "CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' OPTIONALLY ENCLOSED BY X'22' "
         f"ESCAPED BY {escaped} LINES TERMINATED BY X'0A' ({', '.join(names)})"
     )
