@@ -560,3 +560,36 @@ def test_column_names_with_percent_signs_and_quotes_back_up_to_the_same_bytes(
         conn.exec_driver_sql(f"INSERT INTO {q}t%%{q} VALUES ({marks})", (1, "a", "b%", "'", '"', "%s"))
     data = assert_same_file(db, tmp_path)
     assert b'"what%":"a"' in data and b'"50%%":"b%"' in data
+
+
+def test_mariadb_long_text_columns_are_measured_not_assumed_too_long(
+    make_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database rowvault restored into MariaDB holds its text as LONGTEXT (4 GB declared):
+    its lines are built by the server when the longest row fits the packet, and a table
+    whose longest row might not takes the row path - the same bytes either way."""
+    from rowvault.dialects import mysql_dump
+
+    db = make_db("mysql")
+    engine_ = sa.create_engine(db)
+    with _disposing(engine_), engine_.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE small (id INTEGER PRIMARY KEY, t LONGTEXT, b LONGBLOB, m MEDIUMTEXT)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO small VALUES (1, 'ü\"x', x'00ff', REPEAT('a', 3000)), (2, NULL, NULL, '')"
+        )
+        conn.exec_driver_sql("CREATE TABLE huge (id INTEGER PRIMARY KEY, t LONGTEXT)")
+        conn.exec_driver_sql("INSERT INTO huge VALUES (1, REPEAT('z', 3000000)), (2, 'short')")
+    built: dict[str, bool] = {}
+    real = mysql_dump.line_sql
+
+    def spy(spec: Any, *args: Any, **kwargs: Any) -> str | None:
+        sql = real(spec, *args, **kwargs)
+        built[spec.name] = sql is not None
+        return sql
+
+    monkeypatch.setattr(mysql_dump, "line_sql", spy)
+    data = assert_same_file(db, tmp_path)
+    assert built == {"small": True, "huge": False}  # 3 MB, up to 6 times longer as JSON: past 16 MB
+    assert b'"t":"\xc3\xbc\\"x"' in data and b'"b":"AP8="' in data

@@ -48,6 +48,9 @@ _FREE_DECIMALS = 31
 _BINARY = 63
 _GROWTH = 6
 """How much longer a text can get as JSON (a control character becomes `\\u001f`)."""
+_BOUNDED = 1 << 16
+"""Declared lengths (bytes) up to this are taken as the value's longest; longer columns
+(MEDIUMTEXT, LONGTEXT, LONGBLOB: up to 16 MB and 4 GB) are measured (`longest`)."""
 _UPPER_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u00([01][A-F])")
 
 
@@ -122,15 +125,19 @@ def line_sql(
     quote: Callable[[str], str],
     literal: Callable[[str], str],
     packet: int,
+    longest: Callable[[list[str]], int] = lambda refs: 1 << 62,
 ) -> str | None:
     """The SELECT of each row's line (see the module docstring) in pieces, a JSON document
     between two; None when a column has a type this path does not write, or a line might
-    not fit in the server's packet (CONCAT would give NULL)."""
+    not fit in the server's packet (CONCAT would give NULL). The values of columns declared
+    longer than `_BOUNDED` are measured: `longest(refs)`, the most bytes they hold in one
+    row (in the backup's snapshot, the very rows the SELECT reads)."""
     refs = [f"rv_rows.{quote(c.name)}" for c in spec.columns]
     pieces: list[list[tuple[str, str]]] = [[]]
     docs: list[str] = []
     oks: list[str] = []
     texts: list[str] = []
+    unbounded: list[str] = []
     size = 0
     for col, field, x in zip(spec.columns, fields, refs, strict=True):
         if _is_document(field):
@@ -142,7 +149,11 @@ def line_sql(
         value = value_sql(x, field)
         if value is None:
             return None
-        size += field.length * _GROWTH + 64
+        if field.length > _BOUNDED:
+            unbounded.append(x)
+            size += 64
+        else:
+            size += field.length * _GROWTH + 64
         pieces[-1].append((col.name, f"IFNULL({value[0]}, 'null')"))
         if value[1] is not None:
             oks.append(f"({x} IS NULL OR {value[1]})")
@@ -150,6 +161,8 @@ def line_sql(
             f"CONVERT({x} USING utf8mb4)" if field.type_code in _STRINGS and field.charset != _BINARY else x
         )
         texts.append(f"TO_BASE64({utf8})")
+    if unbounded and 2 * size <= packet:
+        size += _GROWTH * longest(unbounded)
     if 2 * size > packet:
         return None
     parts = [f"CONCAT({', '.join(args)})" for args in sql_lines.concat_parts(pieces, literal)]
@@ -188,6 +201,18 @@ def _fields(conn: Any, select_sql: str, spec: TableSpec) -> tuple[list[Field], l
         cur.close()
 
 
+def _longest(conn: Any, select_sql: str, refs: list[str]) -> int:
+    """The most bytes the columns `refs` hold together in one row of the SELECT."""
+    total = " + ".join(f"IFNULL(LENGTH({ref}), 0)" for ref in refs)
+    cur = conn.cursor()
+    try:
+        cur.execute(f"SELECT MAX({total}) FROM ({select_sql}) AS rv_rows")
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def _escapes_backslashes(conn: Any) -> bool:
     cur = conn.cursor()
     try:
@@ -212,6 +237,7 @@ def lines(dialect: Any, conn: Any, spec: TableSpec, select_sql: str) -> Iterator
             quote=lambda name: dialect.plain(dialect.quote(name)),  # sent without parameters
             literal=conn.escape,
             packet=getattr(dialect, "_packet", 0),
+            longest=lambda refs: _longest(conn, plain, refs),
         )
     if sql is None:
         yield from rows.batches(dialect.stream(conn, select_sql, FETCH_ROWS))
