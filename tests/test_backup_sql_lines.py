@@ -307,12 +307,16 @@ def my_property_db() -> Any:
     yield from _scratch_db("mysql")
 
 
-@settings(
+_PROPERTY = settings(
     max_examples=25,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+"""Each property's examples: one scratch database for all of them (a fixture of the module)."""
+
+
+@_PROPERTY
 @given(rows=st.lists(_PG_ROW, min_size=1, max_size=20))
 def test_any_postgresql_rows_are_written_as_the_row_path_does(
     pg_property_db: str, tmp_path_factory: Any, rows: list[tuple[Any, ...]]
@@ -477,12 +481,7 @@ _MY_ROW = st.tuples(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_PROPERTY
 @given(rows=st.lists(_MY_ROW, min_size=1, max_size=20))
 def test_any_mariadb_rows_are_written_as_the_row_path_does(
     my_property_db: str, tmp_path_factory: Any, rows: list[tuple[Any, ...]]

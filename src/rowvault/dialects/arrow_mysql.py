@@ -46,6 +46,8 @@ class MySQLArrowWriter(ArrowWriter):
         super().__init__(dialect, target, session)
         handle, self.path = tempfile.mkstemp(prefix="rowvault-columns-", suffix=".tsv")
         os.close(handle)
+        self._staged_on: Any = None
+        """The connection that holds the stage (a temporary table is the session's own)."""
 
     def takes(self, *, fresh: bool, mode: Mode) -> bool:
         load = self.dialect._load  # None: not a connection rowvault made, or LOCAL refused
@@ -104,12 +106,14 @@ class MySQLArrowWriter(ArrowWriter):
         Made once per connection; a new connection (after a lost one) makes its own."""
         digest = hashlib.sha1(self.target.name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         stage = self.dialect.quote(f"rowvault_stage_{digest}")
-        cols = ", ".join(self.dialect.quote(c) for c in self.target.columns)
-        self.dialect.execute(
-            conn,
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
-            f"SELECT {cols} FROM {self.dialect.qualified(self.target.table)} LIMIT 0",
-        )
+        if self._staged_on is not conn:
+            cols = ", ".join(self.dialect.quote(c) for c in self.target.columns)
+            self.dialect.execute(
+                conn,
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
+                f"SELECT {cols} FROM {self.dialect.qualified(self.target.table)} LIMIT 0",
+            )
+            self._staged_on = conn
         return stage
 
     def _existing_sql(self, stage: str) -> str:
@@ -123,15 +127,19 @@ class MySQLArrowWriter(ArrowWriter):
         """The row path's upsert (or skip), its rows from the stage instead of VALUES: the stage's
         columns renamed, so that the update clause's names are the target's alone."""
         q, target = self.dialect.quote, self.target
+        key = "columns-merge" if update else "columns-merge-skip"
+        if key in target.statements:
+            return str(target.statements[key])
         row_path = self.dialect.upsert_sql(target) if update else self.dialect.skip_sql(target)
         clause = row_path[row_path.index(" ON DUPLICATE KEY UPDATE ") :]
         cols = ", ".join(q(c) for c in target.columns)
         renamed = ", ".join(f"{q(c)} AS rv_{i}" for i, c in enumerate(target.columns))
         picked = ", ".join(f"rv_{i}" for i in range(len(target.columns)))
-        return (
+        target.statements[key] = (
             f"INSERT INTO {self.dialect.qualified(target.table)} ({cols}) "
             f"SELECT {picked} FROM (SELECT {renamed} FROM {stage}) AS rv_stage{clause}"
         )
+        return str(target.statements[key])
 
     def close(self) -> None:
         Path(self.path).unlink(missing_ok=True)

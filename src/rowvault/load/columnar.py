@@ -112,7 +112,7 @@ def batches(
         while max_records is not None and count + lines >= max_records:
             cut = _after_lines(region, start, max_records - count)
             pending.append(region[start:cut])
-            yield _batch(pending, max_records)
+            yield Lines(pending, max_records)
             pending, size = [], 0
             lines -= max_records - count
             count, start = 0, cut
@@ -123,10 +123,10 @@ def batches(
         size += len(piece)
         count += lines
         if size >= max_bytes:
-            yield _batch(pending, count)
+            yield Lines(pending, count)
             pending, size, count = [], 0, 0
     if pending:
-        yield _batch(pending, count)
+        yield Lines(pending, count)
 
 
 def _after_lines(data: bytes, start: int, n: int) -> int:
@@ -135,10 +135,6 @@ def _after_lines(data: bytes, start: int, n: int) -> int:
     for _ in range(n):
         at = data.index(b"\n", at + 1)
     return at + 1
-
-
-def _batch(pieces: list[bytes], count: int) -> Lines:
-    return Lines(pieces, count)
 
 
 class DuckReader:
