@@ -203,7 +203,7 @@ def test_the_restore_never_holds_sqlite3_and_adbc_open_on_the_file_at_once(
     def checked_write(self: Any, conn: Any, table: Any, **kwargs: Any) -> Any:
         pool = self.dialect.engine.pool
         assert pool.checkedout() == 0 and pool.checkedin() == 0, "a sqlite3 connection is open"
-        assert self.dialect._pooled is None and self.adbc is not None
+        assert not self.dialect._pooled and self.adbc is not None
         seen["adbc"] += 1
         return write(self, conn, table, **kwargs)
 

@@ -37,6 +37,9 @@ class RestoreOptions:
     columnar: bool = True
     """Move records as columns where the file and the table allow it (`rowvault.load`);
     False: every record through the row path (slower, the same database and result)."""
+    jobs: int = 2
+    """Connections that write a table's batches at once, committing in the file's order
+    (`rowvault.load.lanes`), where the engine gains by it (PostgreSQL); 1: one connection."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -45,6 +48,8 @@ class RestoreOptions:
             raise OptionError(f"batch size must be at least 1, not {self.batch_size}")
         if self.batch_delay_ms < 0:
             raise OptionError(f"batch delay must not be negative, not {self.batch_delay_ms}")
+        if not 1 <= self.jobs <= 16:
+            raise OptionError(f"jobs must be from 1 to 16, not {self.jobs}")
         if self.retries < 0 or self.retry_wait_seconds < 0:
             raise OptionError("retries and the wait between them must not be negative")
         if self.mode == "replace" and not self.confirm_replace and not self.dry_run:

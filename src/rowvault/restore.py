@@ -42,6 +42,7 @@ from .file.rejects import Rejects, default_rejects_path
 from .load import pending
 from .load.batching import BatchSizer, Transactions
 from .load.columnar import DuckReader, columnar_loader
+from .load.lanes import Lanes
 from .load.orphans import add_foreign_key, keeps_orphans, orphan_reports
 from .load.pending import PendingDDL
 from .load.plan import RestorePlan, TablePlan, build_plan
@@ -212,6 +213,8 @@ class _Run:
         """Tables written as upserts although the mode is `replace` (rows were kept)."""
         self.kept: dict[str, int] = {}
         self.duck = DuckReader()
+        parallel = options.jobs > 1 and dialect.parallel_lanes and not options.dry_run
+        self.lanes = Lanes(dialect, options.jobs) if parallel else None
 
     def execute(
         self,
@@ -301,6 +304,8 @@ class _Run:
                     ctx.pipeline.shutdown(wait=True)
                 ctx.deferred.close()
                 self.duck.close()
+                if self.lanes is not None:
+                    self.lanes.close()
                 self.result.rejects_path = rejects.close()
                 dialect.release(ctx.conn)
                 self.state.finish(status)  # type: ignore[arg-type]
@@ -480,7 +485,7 @@ class _Run:
     def _loader(self, tp: TablePlan, ctx: LoadContext, result: TableResult, section: Section) -> TableLoader:
         """The columnar path where it takes the table, else the row path."""
         if self.options.columnar:
-            loader = columnar_loader(tp, ctx, result, section, self.duck)
+            loader = columnar_loader(tp, ctx, result, section, self.duck, self.lanes)
             if loader is not None:
                 return loader
         return TableLoader(tp, ctx, result)

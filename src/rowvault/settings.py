@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     restore_batch_size: int | None = Field(
         None, alias="RESTORE_BATCH_SIZE", ge=1, description="Records per batch; unset: adaptive."
     )
+    restore_jobs: int = Field(
+        2,
+        alias="RESTORE_JOBS",
+        ge=1,
+        le=16,
+        description="Connections that write a table's batches at once (PostgreSQL; commits stay in "
+        "the file's order).",
+    )
     restore_poll_interval: int = Field(
         2000,
         alias="RESTORE_POLL_INTERVAL",

@@ -116,6 +116,19 @@ def restore(
             "--batch-delay-ms", metavar="MS", envvar="RESTORE_BATCH_DELAY_MS", help="Pause between batches."
         ),
     ] = 0,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            metavar="N",
+            envvar="RESTORE_JOBS",
+            min=1,
+            max=16,
+            help="Connections writing a table's batches at once, commits in file order "
+            "(PostgreSQL; elsewhere one).",
+        ),
+    ] = 2,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")
     ] = False,
@@ -142,6 +155,7 @@ def restore(
         "mode": mode,
         "batchSize": batch_size,
         "batchDelayMs": batch_delay_ms,
+        "jobs": jobs,
         "dryRun": dry_run,
         "skipUnknown": skip_unknown,
         "confirmReplace": yes,

@@ -88,25 +88,32 @@ class Dialect:
         self._positional = positional
         self.quote = engine.dialect.identifier_preparer.quote
         self._escapes_percent = self.quote("%") != self.quote("%").replace("%%", "%")
+        self._pooled: dict[int, Any] = {}
+        """The pool's record of each connection this dialect made, by the driver connection."""
 
     # -- connections and transactions ------------------------------------------------------
 
-    _pooled: Any = None
+    parallel_lanes: ClassVar[bool] = False
+    """Whether batches of one table written on several connections at once, commits in
+    order (`load.lanes`), get through faster: the server then works on several cores."""
 
     def connect(self) -> Any:
         """A raw DBAPI connection in autocommit mode, set up for bulk work."""
         pooled = self.engine.raw_connection()
         conn = pooled.driver_connection
-        self._pooled = pooled
+        self._pooled[id(conn)] = pooled
         self.prepare(conn)
         return conn
 
     def release(self, conn: Any) -> None:
         """Close the connection: its session settings must not leak into the app's pool."""
-        pooled = self._pooled
+        pooled = self._pooled.pop(id(conn), None)
         if pooled is not None:
             pooled.invalidate()
-            self._pooled = None
+
+    def limit_lock_waits(self, conn: Any, seconds: float) -> None:
+        """Make a statement of this connection fail once it has waited `seconds` for another
+        connection's lock (what breaks a wait between two lanes, `load.lanes`)."""
 
     def prepare(self, conn: Any) -> None:
         raise NotImplementedError

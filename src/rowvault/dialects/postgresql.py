@@ -38,6 +38,7 @@ def _json_compared(ref: str) -> str:
 class PostgreSQLDialect(Dialect):
     name: ClassVar[str] = "postgresql"
     max_params: ClassVar[int] = 30000
+    parallel_lanes: ClassVar[bool] = True
 
     def prepare(self, conn: Any) -> None:
         conn.autocommit = True
@@ -45,6 +46,9 @@ class PostgreSQLDialect(Dialect):
         conn.execute("SET IntervalStyle = 'iso_8601'")  # P1Y2M3DT4H: every part, read back as is
         conn.adapters.register_loader("interval", TextLoader)
         set_json_loads(stored_json, conn)
+
+    def limit_lock_waits(self, conn: Any, seconds: float) -> None:
+        conn.execute(f"SET lock_timeout = {int(seconds * 1000)}")
 
     def begin_snapshot(self, conn: Any) -> None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

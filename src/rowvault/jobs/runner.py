@@ -192,6 +192,7 @@ class JobRunner:
         workers: int = 2,
         batch_size: int | None = None,
         batch_delay_ms: int = 0,
+        jobs: int = 2,
         retries: int = 5,
         freeze_heap: bool = False,
         upload_limits: ReadLimits | None = None,
@@ -212,6 +213,7 @@ class JobRunner:
         (self.home / backups.FOLDER).mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self.batch_delay_ms = batch_delay_ms
+        self.jobs = jobs
         self.retries = retries
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rowvault-job")
         self._running: dict[str, threading.Event] = {}
@@ -457,6 +459,7 @@ class JobRunner:
             mode=given.get("mode", "upsert"),
             batch_size=int(batch_size) if batch_size else None,
             batch_delay_ms=int(given.get("batchDelayMs") or self.batch_delay_ms),
+            jobs=int(given.get("jobs") or self.jobs),
             dry_run=bool(given.get("dryRun", False)),
             skip_unknown=bool(given.get("skipUnknown", False)),
             confirm_replace=bool(given.get("confirmReplace", False)),
@@ -644,6 +647,7 @@ def new_runner(
         workers=settings.workers,
         batch_size=settings.restore_batch_size,
         batch_delay_ms=settings.restore_batch_delay_ms,
+        jobs=settings.restore_jobs,
         retries=settings.retries,
         freeze_heap=freeze_heap,
         upload_limits=ReadLimits(

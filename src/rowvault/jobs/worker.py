@@ -111,6 +111,7 @@ class WorkerPool:
             DATABASE_URL=s.database_url,
             ROWVAULT_HOME=str(Path(s.home).resolve()),
             RESTORE_BATCH_DELAY_MS=str(s.restore_batch_delay_ms),
+            RESTORE_JOBS=str(s.restore_jobs),
             ROWVAULT_MAX_EXPANDED_MB=str(s.max_expanded_mb),  # the caps on reading an upload
             ROWVAULT_MAX_RATIO=str(s.max_ratio),
             PYTHONUNBUFFERED="1",

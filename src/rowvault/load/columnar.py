@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, overload
 
 import orjson
@@ -34,6 +35,7 @@ from ..errors import RestoreAborted
 from ..file.format import Section
 from ..results import TableResult
 from .columns import ColumnarCodec, build
+from .lanes import Lanes, Written
 from .plan import TablePlan
 from .rows import LoadContext, TableLoader, _Batch
 
@@ -250,11 +252,18 @@ def arrow_writer(ctx: LoadContext, plan: TablePlan) -> ArrowWriter | None:
 
 
 def columnar_loader(
-    plan: TablePlan, ctx: LoadContext, result: TableResult, section: Section, reader: DuckReader
+    plan: TablePlan,
+    ctx: LoadContext,
+    result: TableResult,
+    section: Section,
+    reader: DuckReader,
+    lanes: Lanes | None = None,
 ) -> ColumnarLoader | None:
     """A loader that moves the table as columns, or None when only the row path can take it:
     not rowvault's line layout, a dry run, cycles' held-back keys, a kind no engine bulk
-    path takes exactly, a table without a key that already holds rows."""
+    path takes exactly, a table without a key that already holds rows. `lanes` write its
+    batches on several connections where the batches go straight into the table (not
+    through a stage and a merge) and no pause between batches was asked for."""
     if section.regions is None or ctx.simulate or ctx.tx.dry_run or plan.deferrals:
         return None
     codec = build(plan, ctx.dialect.name)
@@ -265,7 +274,20 @@ def columnar_loader(
         if writer is not None:
             writer.close()
         return None
-    return ColumnarLoader(plan, ctx, result, codec=codec, writer=writer, reader=reader)
+    straight = plan.fresh or ctx.mode in ("insert", "replace")
+    if not straight or ctx.delay_seconds or writer.own_connection:
+        lanes = None
+    return ColumnarLoader(plan, ctx, result, codec=codec, writer=writer, reader=reader, lanes=lanes)
+
+
+@dataclass
+class _InFlight:
+    """A batch given to a lane, kept until it is settled (written again if it was held)."""
+
+    lines: Lines
+    base: int
+    table: Any
+    written: Future[Written]
 
 
 class ColumnarLoader(TableLoader):
@@ -278,11 +300,14 @@ class ColumnarLoader(TableLoader):
         codec: ColumnarCodec,
         writer: ArrowWriter,
         reader: DuckReader,
+        lanes: Lanes | None = None,
     ) -> None:
         super().__init__(plan, ctx, result)
         self.codec = codec
         self.writer = writer
         self.reader = reader
+        self.lanes = lanes
+        self.in_flight: deque[_InFlight] = deque()
         self.columnar_batches = 0
         self.row_batches = 0
 
@@ -301,6 +326,8 @@ class ColumnarLoader(TableLoader):
         ctx = self.ctx
         fixed = ctx.sizer.fixed
         self.writer.start(ctx)
+        if self.lanes is not None:
+            self.lanes.restart()
         pending: deque[tuple[Lines, int, Future[Any]]] = deque()
         base = skip
         try:
@@ -313,17 +340,26 @@ class ColumnarLoader(TableLoader):
                     self._write(section, *pending.popleft())
             while pending:
                 self._write(section, *pending.popleft())
+            self._drain(section)
         finally:
             for _, _, read in pending:
                 with suppress(BaseException):
                     read.result()
+            self._leave_lanes()
             self.writer.close()  # before the table's clean-up, which needs the connection back
 
     def _write(self, section: Section, lines: Lines, base: int, read: Future[Any]) -> None:
         table = read.result()
         if table is None or self._parents_failed():
+            self._drain(section)
             self._row_path(section, lines, base)
             return
+        if self.lanes is not None:
+            self._to_lane(section, _InFlight(lines, base, table, self._submit(table)))
+            return
+        self._serially(section, lines, base, table)
+
+    def _serially(self, section: Section, lines: Lines, base: int, table: Any) -> None:
         outcome = self._attempt(table)
         del table
         if outcome is None:
@@ -359,6 +395,82 @@ class ColumnarLoader(TableLoader):
                 return None
             ctx.succeeded()
             return outcome
+
+    # -- on lanes ----------------------------------------------------------------------------
+
+    def _submit(self, table: Any) -> Future[Written]:
+        assert self.lanes is not None
+        writer, fresh, mode = self.writer, self.plan.fresh, self.ctx.mode
+        return self.lanes.submit(lambda conn: writer.write(conn, table, fresh=fresh, mode=mode))
+
+    def _to_lane(self, section: Section, batch: _InFlight) -> None:
+        """Keep as many batches in flight as there are lanes: settle the oldest first."""
+        self.in_flight.append(batch)
+        while self.lanes is not None and len(self.in_flight) >= len(self.lanes):
+            self._settle_oldest(section)
+
+    def _drain(self, section: Section) -> None:
+        """Settle every batch in flight (before the row path uses the restore's connection)."""
+        while self.in_flight:
+            self._settle_oldest(section)
+
+    def _settle_oldest(self, section: Section) -> None:
+        batch = self.in_flight.popleft()
+        written = batch.written.result()
+        if written.outcome is not None:
+            self.columnar_batches += 1
+            self.ctx.succeeded()
+            self.settle(_settled(batch.lines, batch.base, written.outcome, self._last_record(batch.lines)))
+            return
+        # Refused (the oldest is never held: the batch before it is settled). Every later
+        # batch waits for this one, so none of them commits: they come back held.
+        later = list(self.in_flight)
+        self.in_flight.clear()
+        for held in later:
+            with suppress(BaseException):
+                held.written.result()
+        log.debug("[restore] %s: columnar batch refused on a lane (%s)", self.plan.source, written.refused)
+        lanes = self.lanes
+        if written.lost:
+            log.info(
+                "[restore] %s: no second connection (%s): one from here on", self.plan.source, written.refused
+            )
+            self.lanes = None
+        if lanes is not None:
+            lanes.restart()
+        self._row_path(section, batch.lines, batch.base)
+        for held in later:
+            if self.lanes is None:
+                self._serially(section, held.lines, held.base, held.table)
+            else:
+                self._to_lane(section, _InFlight(held.lines, held.base, held.table, self._submit(held.table)))
+
+    def _leave_lanes(self) -> None:
+        """The table stops part-way: batches waiting for their turn roll back; those that
+        committed already are settled, so the checkpoint names every committed record."""
+        if self.lanes is None or not self.in_flight:
+            return
+        self.lanes.stopping.set()
+        try:
+            for batch in self.in_flight:
+                try:
+                    written = batch.written.result()
+                except BaseException:
+                    break
+                if written.outcome is None:
+                    break
+                with suppress(Exception):
+                    self.settle(
+                        _settled(batch.lines, batch.base, written.outcome, self._last_record(batch.lines))
+                    )
+        finally:
+            for batch in self.in_flight:
+                with suppress(BaseException):
+                    batch.written.result()
+            self.in_flight.clear()
+            self.lanes.restart()
+
+    # -- the row path --------------------------------------------------------------------------
 
     def _row_path(self, section: Section, lines: Lines, base: int) -> None:
         self.row_batches += 1
