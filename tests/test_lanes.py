@@ -15,8 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 import rowvault
+from rowvault.cli import app
 from rowvault.dialects import arrow_postgresql
 from rowvault.errors import RestoreAborted
 from rowvault.load import lanes
@@ -185,3 +187,13 @@ def test_without_a_second_connection_the_restore_goes_on_over_one(
 def test_jobs_out_of_range_is_a_clear_error(items_backup: Path, make_db: Any) -> None:
     with pytest.raises(rowvault.OptionError, match="jobs must be from 1 to 16, not 0"):
         rowvault.restore(make_db("postgresql"), items_backup, jobs=0)
+
+
+def test_the_command_line_sets_the_connections(make_db: Any, items_backup: Path, connections: set[int]) -> None:
+    url = make_db("postgresql")
+    args = ["restore", str(items_backup), "--db", url, "--batch-size", str(BATCH), "--json"]
+    result = CliRunner().invoke(app, [*args, "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(connections) == 1
+    refused = CliRunner().invoke(app, [*args, "--jobs", "17"])
+    assert refused.exit_code == 2 and "--jobs" in refused.output

@@ -19,6 +19,7 @@ DOCUMENTED = {
     "RESTORE_BATCH_SIZE": ("restore_batch_size", "123", 123),
     "RESTORE_POLL_INTERVAL": ("restore_poll_interval", "500", 500),
     "RESTORE_BATCH_DELAY_MS": ("restore_batch_delay_ms", "7", 7),
+    "RESTORE_JOBS": ("restore_jobs", "3", 3),
     "ROWVAULT_HOME": ("home", "/documented/home", Path("/documented/home")),
     "ROWVAULT_STATE_URL": ("state_url", "sqlite:///state.db", "sqlite:///state.db"),
     "ROWVAULT_MAX_UPLOAD_MB": ("max_upload_mb", "9", 9),
