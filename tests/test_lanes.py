@@ -189,7 +189,9 @@ def test_jobs_out_of_range_is_a_clear_error(items_backup: Path, make_db: Any) ->
         rowvault.restore(make_db("postgresql"), items_backup, jobs=0)
 
 
-def test_the_command_line_sets_the_connections(make_db: Any, items_backup: Path, connections: set[int]) -> None:
+def test_the_command_line_sets_the_connections(
+    make_db: Any, items_backup: Path, connections: set[int]
+) -> None:
     url = make_db("postgresql")
     args = ["restore", str(items_backup), "--db", url, "--batch-size", str(BATCH), "--json"]
     result = CliRunner().invoke(app, [*args, "--jobs", "1"])
