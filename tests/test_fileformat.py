@@ -200,3 +200,37 @@ def test_abort_keeps_an_older_backup_at_the_destination(tmp_path: Path) -> None:
     writer.abort()
 
     assert path.read_bytes() == b"previous backup"
+
+
+def _three_tables(tmp_path: Path) -> Path:
+    """Three tables of 20,000 records: each spans blocks, and blocks hold two tables' ends."""
+    writer = BackupWriter(tmp_path / "three.json.gz")
+    writer.write_metadata({"format": "rowvault", "version": 1, "tables": {}})
+    for name in ("a", "b", "c"):
+        writer.begin_table(name)
+        writer.write_records(
+            [orjson.dumps({"id": i, "text": f"{name} record {i:08d}"}) for i in range(20_000)]
+        )
+        writer.end_table()
+    writer.close()
+    return tmp_path / "three.json.gz"
+
+
+def test_tables_that_span_blocks_are_counted_to_the_record(tmp_path: Path) -> None:
+    summary = BackupFile(_three_tables(tmp_path)).scan()
+    assert {name: t.count for name, t in summary.tables.items()} == {"a": 20_000, "b": 20_000, "c": 20_000}
+
+
+@pytest.mark.parametrize("damage", [b"garbage", b"]", b""])
+def test_a_damaged_line_inside_a_block_is_named(tmp_path: Path, damage: bytes) -> None:
+    path = _three_tables(tmp_path)
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b'{"id":12345,"text":"b'))
+    lines[at] = damage
+    path.write_bytes(gzip.compress(b"\n".join(lines)))
+    with pytest.raises(BackupFileError) as raised:
+        BackupFile(path).scan()
+    if damage == b"]":  # table b ends early: the next line is neither a table nor the end
+        assert raised.value.line == at + 2 and "expected a table or the end" in str(raised.value)
+    else:
+        assert raised.value.line == at + 1 and raised.value.table == "b"

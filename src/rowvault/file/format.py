@@ -345,6 +345,8 @@ class Section:
     regions: Iterator[bytes] | None = None
     """The line layout's record text a block at a time, `items` before they are split (for
     the columnar path): a section is read through one or the other, never both."""
+    region_lines: Callable[[], int] | None = None
+    """How many lines the region `regions` yielded last holds (the reader counted them)."""
 
     def where(self, index: int) -> str:
         """Where record `index` (0-based) stands in the file, for error messages."""
@@ -388,7 +390,14 @@ def line_sections(
         table = table_name(line, name, reader.lineno - 1)
         regions = reader.regions(table)
         items = chain.from_iterable(map(split_region, regions))
-        section = Section(table, items, orjson.loads, first_line=reader.lineno, regions=regions)
+        section = Section(
+            table,
+            items,
+            orjson.loads,
+            first_line=reader.lineno,
+            regions=regions,
+            region_lines=lambda: reader.region_lines,
+        )
         yield section
         deque(section.items, maxlen=0)
 

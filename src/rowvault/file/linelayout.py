@@ -96,6 +96,8 @@ class LineReader:
         self._pos = 0
         self.lineno = 1  # the line that starts at the current position
         self.region_lines = 0  # lines in the region last yielded
+        self.region_checked = False
+        """Whether the region last yielded is known to hold records only (`check_region`)."""
 
     def _fill(self) -> bool:
         if self._pos < len(self._buf):
@@ -123,9 +125,13 @@ class LineReader:
         self.lineno += 1
         return text.strip(), complete
 
-    def regions(self, table: str) -> Iterator[bytes]:
+    def regions(self, table: str, *, check: bool = False) -> Iterator[bytes]:
         """The record lines of the current table, a block at a time, up to its `]` line.
-        Each region holds whole lines, each ending in a newline."""
+        Each region holds whole lines, each ending in a newline.
+
+        `check`: first ask whether the rest of the block is records only, every line starting
+        with `{` (two counts, at C speed, that `check_region` would make anyway); then the
+        table's end cannot be in it and is not searched for (`region_checked`)."""
         while True:
             if not self._fill():
                 raise BackupFileError(
@@ -135,6 +141,19 @@ class LineReader:
             if buf.startswith(b"]", pos):
                 self.line()
                 return
+            if check and buf.startswith(b"{", pos) and buf.endswith(b"\n"):
+                lines = buf.count(b"\n", pos)
+                if buf.count(b"\n{", pos) == lines - 1:
+                    region = buf[pos:] if pos else buf
+                    self._buf, self._pos = b"", 0
+                    del buf
+                    self.region_lines, self.region_checked = lines, True
+                    self.lineno += lines
+                    handed = [region]
+                    del region
+                    yield handed.pop()
+                    continue
+            self.region_checked = False
             end = buf.find(b"\n]", pos)
             stop = len(buf) if end < 0 else end + 1
             region = buf[pos:stop]

@@ -204,10 +204,13 @@ class BackupFile:
                 closed = True
             elif line.endswith(b":["):
                 table = self._table_header(line, lineno, summary)
-                for region in reader.regions(table.name):
+                for region in reader.regions(table.name, check=True):
                     start = (table.first_line or 0) + table.count
                     lines = reader.region_lines
-                    table.count += check_region(region, lines, start, name, table.name)
+                    if reader.region_checked:
+                        table.count += lines
+                    else:
+                        table.count += check_region(region, lines, start, name, table.name)
                     meter.tick()
                     if table.keys is not None:  # no column list in the metadata
                         _collect_keys(table.keys, region)

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -95,14 +95,20 @@ class Lines(Sequence[bytes]):
 
 
 def batches(
-    regions: Iterator[bytes], *, skip: int = 0, max_bytes: int = BATCH_BYTES, max_records: int | None = None
+    regions: Iterator[bytes],
+    *,
+    skip: int = 0,
+    max_bytes: int = BATCH_BYTES,
+    max_records: int | None = None,
+    lines_of: Callable[[], int] | None = None,
 ) -> Iterator[Lines]:
     """Record lines of the line layout's regions (`,\\n`-separated, each ending in `\\n`), cut
-    into batches of whole lines, after the first `skip` records."""
+    into batches of whole lines, after the first `skip` records. `lines_of()`: the lines of
+    the region just read, where its reader counted them already."""
     pending: list[bytes] = []
     size = count = 0
     for region in regions:
-        lines = region.count(b"\n")
+        lines = lines_of() if lines_of is not None else region.count(b"\n")
         start = 0
         if skip:
             if lines <= skip:
@@ -331,7 +337,7 @@ class ColumnarLoader(TableLoader):
         pending: deque[tuple[Lines, int, Future[Any]]] = deque()
         base = skip
         try:
-            for lines in batches(regions, skip=skip, max_records=fixed):
+            for lines in batches(regions, skip=skip, max_records=fixed, lines_of=section.region_lines):
                 if ctx.should_stop():
                     raise RestoreAborted("cancelled", cancelled=True)
                 pending.append((lines, base, self.reader.submit(self.codec, lines)))
