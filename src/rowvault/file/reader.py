@@ -207,10 +207,8 @@ class BackupFile:
                 for region in reader.regions(table.name, check=True):
                     start = (table.first_line or 0) + table.count
                     lines = reader.region_lines
-                    if reader.region_checked:
-                        table.count += lines
-                    else:
-                        table.count += check_region(region, lines, start, name, table.name)
+                    checked = reader.region_checked
+                    table.count += check_region(region, lines, start, name, table.name, checked=checked)
                     meter.tick()
                     if table.keys is not None:  # no column list in the metadata
                         _collect_keys(table.keys, region)
