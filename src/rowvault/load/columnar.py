@@ -361,7 +361,7 @@ class ColumnarLoader(TableLoader):
             self._row_path(section, lines, base)
             return
         if self.lanes is not None:
-            self._to_lane(section, _InFlight(lines, base, table, self._submit(table)))
+            self._to_lane(section, lines, base, table)
             return
         self._serially(section, lines, base, table)
 
@@ -371,8 +371,7 @@ class ColumnarLoader(TableLoader):
         if outcome is None:
             self._row_path(section, lines, base)
             return
-        self.columnar_batches += 1
-        self.settle(_settled(lines, base, outcome, self._last_record(lines)))
+        self._settle_columns(lines, base, outcome)
         if self.ctx.delay_seconds:
             time.sleep(self.ctx.delay_seconds)
 
@@ -404,14 +403,13 @@ class ColumnarLoader(TableLoader):
 
     # -- on lanes ----------------------------------------------------------------------------
 
-    def _submit(self, table: Any) -> Future[Written]:
+    def _to_lane(self, section: Section, lines: Lines, base: int, table: Any) -> None:
+        """Give the batch to the next lane, keeping as many batches in flight as there are
+        lanes: the oldest is settled first."""
         assert self.lanes is not None
         writer, fresh, mode = self.writer, self.plan.fresh, self.ctx.mode
-        return self.lanes.submit(lambda conn: writer.write(conn, table, fresh=fresh, mode=mode))
-
-    def _to_lane(self, section: Section, batch: _InFlight) -> None:
-        """Keep as many batches in flight as there are lanes: settle the oldest first."""
-        self.in_flight.append(batch)
+        written = self.lanes.submit(lambda conn: writer.write(conn, table, fresh=fresh, mode=mode))
+        self.in_flight.append(_InFlight(lines, base, table, written))
         while self.lanes is not None and len(self.in_flight) >= len(self.lanes):
             self._settle_oldest(section)
 
@@ -424,9 +422,8 @@ class ColumnarLoader(TableLoader):
         batch = self.in_flight.popleft()
         written = batch.written.result()
         if written.outcome is not None:
-            self.columnar_batches += 1
             self.ctx.succeeded()
-            self.settle(_settled(batch.lines, batch.base, written.outcome, self._last_record(batch.lines)))
+            self._settle_columns(batch.lines, batch.base, written.outcome)
             return
         # Refused (the oldest is never held: the batch before it is settled). Every later
         # batch waits for this one, so none of them commits: they come back held.
@@ -449,7 +446,7 @@ class ColumnarLoader(TableLoader):
             if self.lanes is None:
                 self._serially(section, held.lines, held.base, held.table)
             else:
-                self._to_lane(section, _InFlight(held.lines, held.base, held.table, self._submit(held.table)))
+                self._to_lane(section, held.lines, held.base, held.table)
 
     def _leave_lanes(self) -> None:
         """The table stops part-way: batches waiting for their turn roll back; those that
@@ -466,15 +463,18 @@ class ColumnarLoader(TableLoader):
                 if written.outcome is None:
                     break
                 with suppress(Exception):
-                    self.settle(
-                        _settled(batch.lines, batch.base, written.outcome, self._last_record(batch.lines))
-                    )
+                    self._settle_columns(batch.lines, batch.base, written.outcome)
         finally:
             for batch in self.in_flight:
                 with suppress(BaseException):
                     batch.written.result()
             self.in_flight.clear()
             self.lanes.restart()
+
+    def _settle_columns(self, lines: Lines, base: int, outcome: Outcome) -> None:
+        """Count, report and checkpoint a batch written as columns."""
+        self.columnar_batches += 1
+        self.settle(_settled(lines, base, outcome, self._last_record(lines)))
 
     # -- the row path --------------------------------------------------------------------------
 
