@@ -199,3 +199,54 @@ def test_a_zero_key_beside_a_blob_column_stays_zero(
         bodies = {r[0] for r in conn.exec_driver_sql("SELECT body FROM files")}
     restored.dispose()
     assert ids == KEYS and bodies == {b"\\N\t"}
+
+
+def test_a_connection_killed_while_it_sends_its_file_is_reported_as_lost(tmp_path: Path) -> None:
+    """The server drops the connection in the middle of LOAD DATA LOCAL: the statement fails
+    as a lost connection (which a restore retries on a new one), not as an internal error
+    (PyMySQL closes the connection, then writes its end-of-file packet on it anyway). The
+    file is a pipe, so the kill comes while the client is still sending."""
+    import os
+    import threading
+
+    import pymysql
+
+    from rowvault.dialects.mysql_connection import GuardedConnection
+
+    url = sa.make_url(server_url("mysql"))
+    # a killed connection's server stops reading; the write timeout ends the wait for it
+    conn = GuardedConnection(
+        host=url.host, port=url.port or 3306, user=url.username, database=url.database, write_timeout=2
+    )
+    admin = sa.create_engine(server_url("mysql"), isolation_level="AUTOCOMMIT")
+    table = f"rv_killed_{uuid.uuid4().hex[:8]}"
+    pipe = tmp_path / "rows.csv"
+    os.mkfifo(pipe)
+    line = b"x" * 1000 + b"\n"
+
+    def feed_then_kill() -> None:
+        with pipe.open("wb") as out:
+            out.write(line * 2000)  # the LOAD is under way
+            out.flush()
+            with admin.connect() as c:
+                c.exec_driver_sql(f"KILL CONNECTION {int(conn.thread_id())}")
+            for _ in range(200):  # and goes on sending into a closed connection
+                try:
+                    out.write(line * 1000)
+                except BrokenPipeError:
+                    return
+
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE TABLE {table} (body TEXT)")
+        feeder = threading.Thread(target=feed_then_kill)
+        feeder.start()
+        with pytest.raises(pymysql.err.OperationalError) as lost, conn.sending(str(pipe)):
+            with conn.cursor() as cursor:
+                cursor.execute(f"LOAD DATA LOCAL INFILE '{pipe}' INTO TABLE {table} (body)")
+        feeder.join(timeout=30)
+        assert lost.value.args[0] in (2006, 2013), lost.value
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        admin.dispose()

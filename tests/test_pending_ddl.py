@@ -139,8 +139,8 @@ def kill_after_create(backup: Path, target: str, wanted: set[str]) -> str:
                 if target.startswith("sqlite") and not Path(target.split("///", 1)[1]).exists():
                     time.sleep(0.01)
                     continue
-                if wanted <= tables_in(target):
-                    break
+                if wanted <= tables_in(target) and wanted <= _recorded_created():
+                    break  # the tables exist and the job has recorded them: kill now
                 time.sleep(0.01)
         finally:
             process.send_signal(signal.SIGKILL)
@@ -154,6 +154,20 @@ def kill_after_create(backup: Path, target: str, wanted: set[str]) -> str:
             return job.id  # the tables are in, their indexes and foreign keys still owed
         _drop_tables(target)  # killed too late (or too early): try again on an empty target
     pytest.fail("could not kill the restore between CREATE TABLE and its indexes")
+
+
+def _recorded_created() -> set[str]:
+    """The tables the newest job recorded as created (its checkpoint, written by the restore
+    just after their CREATE TABLE committed)."""
+    url = load_settings().state_database
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return set()  # the restore has not opened its state store yet
+    store = StateStore(url)
+    try:
+        jobs = store.recent(1)
+        return set(jobs[0].checkpoint.get("created") or []) if jobs else set()
+    finally:
+        store.close()
 
 
 def _drop_tables(url: str) -> None:

@@ -72,6 +72,15 @@ class _GuardedResult(pymysql.connections.MySQLResult):  # type: ignore[misc]  # 
         conn._local_infile = True  # for PyMySQL's transfer of this one, checked, file
         try:
             super()._read_load_local_packet(first_packet)
+        except AttributeError as exc:
+            # The connection died while the file was going out: PyMySQL closed it (its socket
+            # is None), then still writes the end-of-file packet on it. That is a lost
+            # connection, to be retried on a new one, not a bug of ours.
+            if conn._sock is not None:
+                raise
+            lost = exc.__context__
+            message = lost.args[1] if isinstance(lost, pymysql.err.OperationalError) else str(lost)
+            raise pymysql.err.OperationalError(CR.CR_SERVER_GONE_ERROR, message) from lost
         finally:
             conn._local_infile = False
 
