@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from rowvault.file.format import BackupWriter
 from rowvault.file.reader import BackupFile
+from rowvault.file.writer import BackupWriter
 
 Tables = dict[str, list[dict[str, Any]]]
 

@@ -23,7 +23,7 @@ from rowvault.demo import build_demo
 from rowvault.dialects.mysql import MySQLDialect
 from rowvault.dialects.postgresql import PostgreSQLDialect
 from rowvault.dialects.sqlite import SQLiteDialect
-from rowvault.file.format import BackupWriter
+from rowvault.file.writer import BackupWriter
 from rowvault.results import RestoreResult
 
 from .conftest import ENGINES

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from rowvault.errors import BackupFileError
-from rowvault.file.format import BackupWriter
 from rowvault.file.reader import BackupFile
+from rowvault.file.writer import BackupWriter
 
 USERS = [
     {"id": 1, "email": "a@example.com", "bio": "line one\nline two"},
@@ -31,9 +31,11 @@ METADATA: dict[str, Any] = {
 }
 
 
-def write_lines(dest: Path | io.BytesIO, tables: dict[str, list[dict[str, Any]]]) -> None:
+def write_lines(
+    dest: Path | io.BytesIO, tables: dict[str, list[dict[str, Any]]], threaded: bool = False
+) -> None:
     """Write with BackupWriter, users in two batches to cover the batch seam."""
-    writer = BackupWriter(dest)
+    writer = BackupWriter(dest, threaded=threaded)
     writer.write_metadata(METADATA)
     for name, records in tables.items():
         writer.begin_table(name)
@@ -56,10 +58,11 @@ def read_all(file: BackupFile, layout: Any) -> dict[str, list[Any]]:
 TABLES = {"users": USERS, "posts": POSTS, "tags": []}
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["zlib", "gzip-thread"])
 @pytest.mark.parametrize("name", ["backup.json", "backup.json.gz"])
-def test_a_written_file_is_one_json_document(tmp_path: Path, name: str) -> None:
+def test_a_written_file_is_one_json_document(tmp_path: Path, name: str, threaded: bool) -> None:
     path = tmp_path / name
-    write_lines(path, TABLES)
+    write_lines(path, TABLES, threaded)
 
     data = path.read_bytes()
     if name.endswith(".gz"):
@@ -177,10 +180,11 @@ def test_a_count_that_disagrees_with_the_metadata_is_refused(tmp_path: Path) -> 
         BackupFile(path).scan()
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["zlib", "gzip-thread"])
 @pytest.mark.parametrize("name", ["backup.json", "backup.json.gz"])
-def test_abort_leaves_nothing_at_the_destination(tmp_path: Path, name: str) -> None:
+def test_abort_leaves_nothing_at_the_destination(tmp_path: Path, name: str, threaded: bool) -> None:
     path = tmp_path / name
-    writer = BackupWriter(path)
+    writer = BackupWriter(path, threaded=threaded)
     writer.write_metadata(METADATA)
     writer.begin_table("users")
     writer.write_records([orjson.dumps(r) for r in USERS])
@@ -189,6 +193,21 @@ def test_abort_leaves_nothing_at_the_destination(tmp_path: Path, name: str) -> N
 
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_both_compressions_hold_the_same_bytes(tmp_path: Path) -> None:
+    """The compression on its own thread (a database's backup) and on the caller's (small
+    files) differ in speed and size only: the same calls give the same JSON, past the step at
+    which the writer hands bytes to the compression."""
+    many = {"users": [{"id": i, "bio": "x" * (i % 700)} for i in range(8000)], "tags": []}
+    write_lines(tmp_path / "zlib.json.gz", many)
+    write_lines(tmp_path / "thread.json.gz", many, threaded=True)
+    write_lines(tmp_path / "plain.json", many)
+
+    plain = (tmp_path / "plain.json").read_bytes()
+    assert len(plain) > 2 << 20
+    assert gzip.decompress((tmp_path / "zlib.json.gz").read_bytes()) == plain
+    assert gzip.decompress((tmp_path / "thread.json.gz").read_bytes()) == plain
 
 
 def test_abort_keeps_an_older_backup_at_the_destination(tmp_path: Path) -> None:

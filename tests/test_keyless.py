@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 import rowvault
-from rowvault.file.format import BackupWriter
 from rowvault.file.rejects import RAW_KEY
+from rowvault.file.writer import BackupWriter
 
 from .backupfiles import read_backup
 

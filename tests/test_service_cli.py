@@ -121,7 +121,7 @@ def test_a_500_mb_upload_is_accepted_in_flat_memory(tmp_path: Path) -> None:
     engine.dispose()
     big = tmp_path / "big.json"
     payload = "x" * 190
-    from rowvault.file.format import BackupWriter
+    from rowvault.file.writer import BackupWriter
 
     writer = BackupWriter(big)
     rows = 2_600_000

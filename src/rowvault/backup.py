@@ -25,8 +25,8 @@ from .backuprows import RowEncoder
 from .database import DatabaseLike, opened
 from .dialects import Dialect, dialect_for, sqlite_dump
 from .errors import BackupAborted, DiskFull, OptionError
-from .file.format import FORMAT, FORMAT_VERSION, BackupWriter
-from .file.writer import LineWriter
+from .file.format import FORMAT, FORMAT_VERSION
+from .file.writer import BackupWriter
 from .load.matching import match_names
 from .load.ordering import Edge, plan_order
 from .load.pending import PENDING_TABLE
@@ -270,11 +270,7 @@ def _write(
         },
         "tables": {t: schema.specs[t].with_count(counts[t]).to_dict() for t in names},
     }
-    writer: BackupWriter | LineWriter = (
-        BackupWriter(dest, compress=options.compress)
-        if row_path
-        else LineWriter(dest, compress=options.compress)
-    )
+    writer = BackupWriter(dest, compress=options.compress, threaded=not row_path)
     where = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else getattr(dest, "name", "<stream>")
     result = BackupResult(path=str(where))
     try:

@@ -24,7 +24,6 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -56,88 +55,6 @@ def source_name(source: Source) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     return str(getattr(source, "name", "<stream>"))
-
-
-# -- writing -------------------------------------------------------------------------------
-
-
-class BackupWriter:
-    """Streams a backup in rowvault's line layout to a path (atomically) or a binary stream."""
-
-    def __init__(
-        self,
-        dest: str | os.PathLike[str] | IO[bytes],
-        *,
-        compress: bool | None = None,
-        level: int = 6,
-    ) -> None:
-        self._final: Path | None = None
-        self._part: Path | None = None
-        if isinstance(dest, (str, os.PathLike)):
-            self._final = Path(dest)
-            self._part = self._final.with_name(self._final.name + ".part")
-            if compress is None:
-                compress = self._final.name.endswith(".gz")
-            raw: IO[bytes] = open(self._part, "wb")
-        else:
-            raw = dest
-        self._raw = raw
-        self._out: IO[bytes] | gzip.GzipFile = raw
-        if compress:
-            self._out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0)
-        self._first_record = True
-        self._in_table = False
-        self._started = False
-        self.bytes_written = 0
-
-    def write_metadata(self, metadata: dict[str, Any]) -> None:
-        self._write(METADATA_PREFIX + orjson.dumps(metadata))
-        self._started = True
-
-    def begin_table(self, name: str) -> None:
-        assert self._started and not self._in_table
-        self._write(b",\n" + orjson.dumps(name) + b":[")
-        self._first_record = True
-        self._in_table = True
-
-    def write_records(self, encoded: list[bytes]) -> None:
-        """Write already-encoded records (one JSON object each) of the current table."""
-        if not encoded:
-            return
-        sep = b"\n" if self._first_record else b",\n"
-        self._write(sep + b",\n".join(encoded))
-        self._first_record = False
-
-    def end_table(self) -> None:
-        self._write(b"\n]")
-        self._in_table = False
-
-    def close(self) -> None:
-        self._write(b"\n}\n")
-        if self._out is not self._raw:
-            self._out.close()
-        if self._final is not None and self._part is not None:
-            self._raw.flush()
-            os.fsync(self._raw.fileno())
-            self._raw.close()
-            os.replace(self._part, self._final)
-        else:
-            self._raw.flush()
-
-    def abort(self) -> None:
-        """Give up: a half-written backup is never left under the destination's name."""
-        with suppress(Exception):
-            if self._out is not self._raw:
-                self._out.close()
-        if self._part is not None:
-            with suppress(Exception):
-                self._raw.close()
-            with suppress(FileNotFoundError):
-                self._part.unlink()
-
-    def _write(self, data: bytes) -> None:
-        self._out.write(data)
-        self.bytes_written += len(data)
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from typing import IO, Any
 import orjson
 
 from ..progress import utc_now
-from .format import FORMAT, FORMAT_VERSION, REJECT_REASON_KEY, BackupWriter
+from .format import FORMAT, FORMAT_VERSION, REJECT_REASON_KEY
+from .writer import BackupWriter
 
 RAW_KEY = "_rowvault_raw"
 """Holds the text of a record that was not valid JSON."""

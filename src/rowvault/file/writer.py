@@ -1,32 +1,52 @@
-"""`LineWriter`: `fileformat.BackupWriter`'s framing, with gzip on its own thread.
+"""`BackupWriter`: a backup in rowvault's line layout, streamed to a path or a binary stream.
 
-The bytes before compression are exactly the ones `BackupWriter` writes for the same calls
-(`tests/test_backup_fast.py` compares them). What differs is the compression: a second
-thread compresses while the first reads the database, with ISA-L's deflate (`isal`, already
-what reads backups) at its level 1. Measured on 213 MB of demo JSON (1M records, 2 cores):
-zlib level 6 took 7.2 s, zlib level 1 2.0 s (51 MB), ISA-L level 1 0.45 s (48 MB) - zlib
-alone took most of the budget of a backup that is to keep up with `pg_dump -Fc` or
-`sqlite3 .dump`. The output is plain gzip, which any gunzip reads.
+The framing is one for every caller; what differs is the compression. By default gzip at
+zlib's level 6 on the calling thread (small files: rejects, snapshots, test fixtures). A
+backup of a database (`backup.py`'s fast path) asks for `threaded=True`: a second thread
+compresses while the first reads the database, with ISA-L's deflate (`isal`, already what
+reads backups) at its level 1. Measured on 213 MB of demo JSON (1M records, 2 cores): zlib
+level 6 took 7.2 s, zlib level 1 2.0 s (51 MB), ISA-L level 1 0.45 s (48 MB) - zlib alone
+took most of the budget of a backup that is to keep up with `pg_dump -Fc` or `sqlite3
+.dump`. Either way the output is plain gzip (one member, mtime 0), which any gunzip reads,
+and the bytes before compression are the same for the same calls.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import queue
 import threading
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from isal import isal_zlib
 
 from .format import METADATA_PREFIX
 
-GZIP_LEVEL = 1
+FAST_LEVEL = 1
+"""ISA-L's level of the threaded compression."""
 STEP = 1 << 20
-"""Bytes gathered before they go to the compressing thread."""
+"""Bytes gathered before they go to the compression."""
 _DONE = b""
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _Plain:
+    """No compression: straight to the file (closing it is the writer's business)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.write = raw.write
+
+    def close(self) -> None:
+        pass
 
 
 class _GzipThread:
@@ -65,10 +85,20 @@ class _GzipThread:
             raise self._failed
 
 
-class LineWriter:
-    """Streams a backup in rowvault's line layout to a path (atomically) or a binary stream."""
+class BackupWriter:
+    """Streams a backup in rowvault's line layout to a path (atomically: written to
+    `NAME.part`, renamed when complete) or a binary stream."""
 
-    def __init__(self, dest: str | os.PathLike[str] | IO[bytes], *, compress: bool | None = None) -> None:
+    def __init__(
+        self,
+        dest: str | os.PathLike[str] | IO[bytes],
+        *,
+        compress: bool | None = None,
+        level: int = 6,
+        threaded: bool = False,
+    ) -> None:
+        """`compress`: gzip or not (None: by the name, `.gz`); `threaded`: compressed on a
+        thread of its own with ISA-L at `FAST_LEVEL` (`level` is zlib's otherwise)."""
         self._final: Path | None = None
         self._part: Path | None = None
         if isinstance(dest, (str, os.PathLike)):
@@ -79,18 +109,29 @@ class LineWriter:
             self._raw: IO[bytes] = open(self._part, "wb")
         else:
             self._raw = dest
-        self._gzip = _GzipThread(self._raw, GZIP_LEVEL) if compress else None
+        self._sink: _Sink
+        if not compress:
+            self._sink = _Plain(self._raw)
+        elif threaded:
+            self._sink = _GzipThread(self._raw, FAST_LEVEL)
+        else:
+            self._sink = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._first_record = True
+        self._in_table = False
+        self._started = False
         self.bytes_written = 0
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         self._write(METADATA_PREFIX + orjson.dumps(metadata))
+        self._started = True
 
     def begin_table(self, name: str) -> None:
+        assert self._started and not self._in_table
         self._write(b",\n" + orjson.dumps(name) + b":[")
         self._first_record = True
+        self._in_table = True
 
     def write_records(self, encoded: list[bytes]) -> None:
         """Write already-encoded records (one JSON object each) of the current table."""
@@ -101,12 +142,12 @@ class LineWriter:
 
     def end_table(self) -> None:
         self._write(b"\n]")
+        self._in_table = False
 
     def close(self) -> None:
         self._write(b"\n}\n")
         self._flush()
-        if self._gzip is not None:
-            self._gzip.close()
+        self._sink.close()
         if self._final is not None and self._part is not None:
             self._raw.flush()
             os.fsync(self._raw.fileno())
@@ -117,9 +158,8 @@ class LineWriter:
 
     def abort(self) -> None:
         """Give up: a half-written backup is never left under the destination's name."""
-        if self._gzip is not None:
-            with suppress(BaseException):
-                self._gzip.close()
+        with suppress(BaseException):
+            self._sink.close()
         if self._part is not None:
             with suppress(Exception):
                 self._raw.close()
@@ -138,7 +178,4 @@ class LineWriter:
             return
         data = b"".join(self._pending)
         self._pending, self._pending_size = [], 0
-        if self._gzip is not None:
-            self._gzip.write(data)
-        else:
-            self._raw.write(data)
+        self._sink.write(data)

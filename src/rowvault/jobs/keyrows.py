@@ -25,8 +25,9 @@ from .. import __version__
 from ..backuprows import RowEncoder
 from ..codec import Decoder
 from ..dialects import Dialect, Row, Target, sqlite_dump
-from ..file.format import FORMAT, FORMAT_VERSION, BackupWriter
+from ..file.format import FORMAT, FORMAT_VERSION
 from ..file.reader import BackupFile, Layout
+from ..file.writer import BackupWriter
 from ..progress import utc_now
 from ..schema import TableSpec
 

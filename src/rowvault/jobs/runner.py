@@ -23,9 +23,10 @@ import orjson
 from ..database import DatabaseLike, open_database
 from ..dberrors import translate
 from ..errors import BackupFileError, DatabaseError, DiskFull, RestoreAborted, RowvaultError, ValidationError
-from ..file.format import FORMAT, FORMAT_VERSION, BackupWriter
+from ..file.format import FORMAT, FORMAT_VERSION
 from ..file.limits import ReadLimits
 from ..file.reader import BackupFile, FileSummary
+from ..file.writer import BackupWriter
 from ..heap import frozen_heap
 from ..options import RestoreOptions
 from ..progress import Phase, Progress, ProgressCallback
