@@ -4,6 +4,8 @@ the foreign keys added after the data are enforced."""
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,10 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pymysql
 import pytest
 import sqlalchemy as sa
 
 import rowvault
+from rowvault.dialects.mysql_connection import GuardedConnection
 
 from .backupfiles import read_backup, write_backup
 from .conftest import server_url
@@ -206,13 +210,6 @@ def test_a_connection_killed_while_it_sends_its_file_is_reported_as_lost(tmp_pat
     as a lost connection (which a restore retries on a new one), not as an internal error
     (PyMySQL closes the connection, then writes its end-of-file packet on it anyway). The
     file is a pipe, so the kill comes while the client is still sending."""
-    import os
-    import threading
-
-    import pymysql
-
-    from rowvault.dialects.mysql_connection import GuardedConnection
-
     url = sa.make_url(server_url("mysql"))
     # a killed connection's server stops reading; the write timeout ends the wait for it
     conn = GuardedConnection(
